@@ -1,0 +1,139 @@
+"""The AGI check over a real pipe-like transport, driven by a scripted Asterisk."""
+
+import logging
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from agi_fake import FakeAsterisk, channel, split_agi_args
+from speaqr_sip.agi_io import StreamAGI, escape_value
+from speaqr_sip.agi_session import run_check
+from speaqr_sip.userdb import DatabaseUnavailable
+from speaqr_sip.validation import Accepted, Refused, UserRow
+
+ALICE = UserRow("alice", "alice@example.com", "en-us", "es-es", "F", True)
+
+
+class Directory:
+    def __init__(self, rows: dict[str, UserRow] | None = None, *, down: bool = False) -> None:
+        self.rows = rows or {}
+        self.down = down
+        self.queries: list[str] = []
+
+    def lookup(self, username: str) -> UserRow | None:
+        self.queries.append(username)
+        if self.down:
+            raise DatabaseUnavailable("connect failed: OperationalError")
+        return self.rows.get(username)
+
+
+@pytest.fixture
+def pipes() -> Iterator[tuple[socket.socket, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    ours.settimeout(5)
+    theirs.settimeout(5)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def converse(
+    pipes: tuple[socket.socket, socket.socket], fake: FakeAsterisk, directory: Directory
+) -> Accepted | Refused | None:
+    ours, theirs = pipes
+    fake.start(theirs.makefile("r", newline="\n"), theirs.makefile("w", newline="\n"))
+    agi = StreamAGI(ours.makefile("r", newline="\n"), ours.makefile("w", newline="\n"))
+    decision = run_check(agi, directory)
+    ours.shutdown(socket.SHUT_WR)
+    return decision
+
+
+def test_accepted_call_sets_variables_and_logs_once(
+    pipes: tuple[socket.socket, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "test"})
+    fake = FakeAsterisk(env, variables)
+    directory = Directory({"alice": ALICE})
+    with caplog.at_level(logging.INFO, logger="speaqr_sip.agi"):
+        decision = converse(pipes, fake, directory)
+    assert isinstance(decision, Accepted)
+    assert fake.set_vars["SPEAQR_CHECK"] == "OK"
+    assert fake.set_vars["SPEAQR_EMAIL"] == "alice@example.com"
+    assert fake.set_vars["SPEAQR_DIAL"] == ""
+    assert directory.queries == ["alice"]
+    assert fake.commands[0] == 'GET VARIABLE "CHANNEL(pjsip,call-id)"'
+    records = [r for r in caplog.records if r.name == "speaqr_sip.agi"]
+    assert len(records) == 1
+    assert 'call_id="abc123@client"' in records[0].getMessage()
+    assert "result=OK" in records[0].getMessage()
+
+
+def test_refusal_never_queries_the_database_with_garbage(
+    pipes: tuple[socket.socket, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    garbage = "x' OR 1=1; --" + "A" * 2048
+    env, variables = channel(headers={"X-Origin": garbage, "X-Destination": "test"})
+    fake = FakeAsterisk(env, variables)
+    directory = Directory({"alice": ALICE})
+    with caplog.at_level(logging.INFO, logger="speaqr_sip.agi"):
+        decision = converse(pipes, fake, directory)
+    assert isinstance(decision, Refused)
+    assert directory.queries == []
+    assert fake.set_vars["SPEAQR_CHECK"] == "REFUSED"
+    assert fake.set_vars["SPEAQR_SIP_STATUS"] == "400"
+    assert fake.set_vars["SPEAQR_HANGUP_CAUSE"] == "21"
+    message = caplog.records[-1].getMessage()
+    assert "reason=header_too_long" in message
+    assert "OR 1=1" not in message
+
+
+def test_database_down_refuses_with_503(pipes: tuple[socket.socket, socket.socket]) -> None:
+    env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "test"})
+    fake = FakeAsterisk(env, variables)
+    decision = converse(pipes, fake, Directory(down=True))
+    assert isinstance(decision, Refused)
+    assert fake.set_vars["SPEAQR_SIP_STATUS"] == "503"
+    assert fake.set_vars["SPEAQR_HANGUP_CAUSE"] == "34"
+
+
+def test_missing_configuration_refuses_with_503(pipes: tuple[socket.socket, socket.socket]) -> None:
+    ours, theirs = pipes
+    env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "test"})
+    fake = FakeAsterisk(env, variables)
+    fake.start(theirs.makefile("r", newline="\n"), theirs.makefile("w", newline="\n"))
+    agi = StreamAGI(ours.makefile("r", newline="\n"), ours.makefile("w", newline="\n"))
+    decision = run_check(agi, None)
+    assert isinstance(decision, Refused)
+    assert fake.set_vars["SPEAQR_REFUSAL"] == "internal_error"
+
+
+def test_fastagi_hangup_line_ends_the_check_cleanly(
+    pipes: tuple[socket.socket, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "test"})
+    fake = FakeAsterisk(env, variables, hangup_after=2)
+    with caplog.at_level(logging.INFO, logger="speaqr_sip.agi"):
+        decision = converse(pipes, fake, Directory({"alice": ALICE}))
+    assert decision is None
+    assert "result=ABANDONED" in caplog.records[-1].getMessage()
+
+
+def test_header_value_with_parentheses_survives_pyst2_parsing(
+    pipes: tuple[socket.socket, socket.socket],
+) -> None:
+    env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "a(b)c"})
+    fake = FakeAsterisk(env, variables)
+    decision = converse(pipes, fake, Directory({"alice": ALICE}))
+    assert isinstance(decision, Refused)
+    assert decision.reason.value == "bad_characters"
+
+
+def test_escape_value_round_trips_through_asterisk_argument_parsing() -> None:
+    nasty = 'a "quoted" \\ value'
+    assert split_agi_args(f'SET VARIABLE "X" "{escape_value(nasty)}"') == [
+        "SET",
+        "VARIABLE",
+        "X",
+        nasty,
+    ]
