@@ -1,0 +1,41 @@
+"""Test audio for the SIP tests: generation (tones, espeak-ng speech) and analysis."""
+
+from tests.audio.analysis import (
+    Delay,
+    active_segment,
+    band_energy_ratio,
+    compare,
+    dominant_frequency,
+    estimate_delay,
+    is_silent,
+    rms_dbfs,
+    ulaw,
+)
+from tests.audio.generate import (
+    RATE,
+    read_wav,
+    silence,
+    speech,
+    tone,
+    tone_bursts,
+    write_wav,
+)
+
+__all__ = [
+    "RATE",
+    "Delay",
+    "active_segment",
+    "band_energy_ratio",
+    "compare",
+    "dominant_frequency",
+    "estimate_delay",
+    "is_silent",
+    "read_wav",
+    "rms_dbfs",
+    "silence",
+    "speech",
+    "tone",
+    "tone_bursts",
+    "ulaw",
+    "write_wav",
+]

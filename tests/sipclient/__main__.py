@@ -1,0 +1,5 @@
+import sys
+
+from tests.sipclient.cli import main
+
+sys.exit(main())

@@ -1,0 +1,209 @@
+"""Unit tests of the audio helpers the SIP tests judge calls with (synthetic signals only)."""
+
+from __future__ import annotations
+
+import shutil
+import wave
+
+import numpy as np
+import pytest
+
+from tests.audio import (
+    RATE,
+    active_segment,
+    band_energy_ratio,
+    compare,
+    dominant_frequency,
+    estimate_delay,
+    is_silent,
+    read_wav,
+    rms_dbfs,
+    silence,
+    speech,
+    tone,
+    tone_bursts,
+    ulaw,
+    write_wav,
+)
+
+rng = np.random.default_rng(20261127)
+
+
+def delayed(x: np.ndarray, lag: int, total: int | None = None, gain: float = 1.0,
+            noise_dbfs: float | None = None) -> np.ndarray:
+    """``x`` starting ``lag`` samples into a buffer (what an echo recording looks like)."""
+    total = total or len(x) + lag + 800
+    out = np.zeros(total)
+    out[lag: lag + len(x)] = gain * x[: total - lag]
+    if noise_dbfs is not None:
+        out += rng.normal(0.0, 10 ** (noise_dbfs / 20), total)
+    return out
+
+
+# --- frequency -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("freq", [300.0, 440.0, 1000.0, 2500.0, 3400.0])
+def test_dominant_frequency_of_pure_tones(freq):
+    assert dominant_frequency(tone(freq, 1.0), RATE) == pytest.approx(freq, abs=1.0)
+
+
+def test_dominant_frequency_survives_ulaw_and_noise():
+    x = ulaw(tone(1000.0, 0.5, amplitude=0.3)) + rng.normal(0, 0.01, 4000)
+    assert dominant_frequency(x, RATE) == pytest.approx(1000.0, abs=2.0)
+
+
+def test_dominant_frequency_of_silence_is_zero():
+    assert dominant_frequency(silence(1.0), RATE) == 0.0
+    assert dominant_frequency(np.zeros(0), RATE) == 0.0
+
+
+def test_band_energy_ratio_tells_tones_apart():
+    x = tone(1000.0, 1.0)
+    assert band_energy_ratio(x, RATE, 1000.0) > 0.95
+    assert band_energy_ratio(x, RATE, 1200.0) < 0.01
+    assert band_energy_ratio(silence(1.0), RATE, 1000.0) == 0.0
+    noise = rng.normal(0, 0.1, RATE)
+    assert band_energy_ratio(noise, RATE, 1000.0) < 0.1
+
+
+# --- level ---------------------------------------------------------------------------
+
+def test_levels():
+    assert rms_dbfs(tone(1000.0, 1.0, amplitude=1.0, fade_s=0)) == pytest.approx(-3.01, abs=0.05)
+    assert rms_dbfs(silence(0.1)) == float("-inf")
+    assert is_silent(silence(1.0))
+    assert is_silent(rng.normal(0, 10 ** (-70 / 20), RATE))       # -70 dBFS hiss counts as silence
+    assert not is_silent(tone(1000.0, 1.0, amplitude=0.01))          # -43 dBFS tone does not
+
+
+def test_active_segment_trims_silence():
+    x = np.concatenate([silence(0.5), tone(800.0, 0.3), silence(0.7)])
+    seg = active_segment(x, RATE)
+    assert len(seg) == pytest.approx(0.3 * RATE, abs=0.02 * RATE)
+    assert active_segment(silence(1.0), RATE).size == 0
+
+
+# --- delay / "is it the same audio" -----------------------------------------------
+
+@pytest.mark.parametrize("lag", [0, 1, 37, 200, 1234])
+def test_delay_of_tone_bursts(lag):
+    sent = tone_bursts(1000.0)
+    d = estimate_delay(sent, delayed(sent, lag), RATE)
+    assert d.lag_samples == pytest.approx(lag, abs=0.5)
+    assert d.lag_ms == pytest.approx(1000.0 * lag / RATE, abs=0.1)
+    assert d.peak > 0.99
+    assert d.gain == pytest.approx(1.0, abs=0.02)
+
+
+def test_delay_through_a_pcmu_channel_with_gain_and_noise():
+    sent = tone_bursts(1000.0, amplitude=0.4)
+    received = delayed(ulaw(sent) * 0.5, 200, noise_dbfs=-60)
+    d = estimate_delay(sent, received, RATE, max_lag_s=1.0)
+    assert d.lag_ms == pytest.approx(25.0, abs=0.1)
+    assert d.peak > 0.98
+    assert d.gain == pytest.approx(0.5, abs=0.05)
+
+
+def test_delay_of_broadband_signal_is_exact():
+    sent = rng.normal(0, 0.2, RATE // 2)
+    d = estimate_delay(sent, delayed(sent, 321, noise_dbfs=-40), RATE)
+    assert d.lag_samples == pytest.approx(321, abs=0.5)
+    assert d.peak > 0.95
+
+
+def test_truncated_echo_is_still_found():
+    sent = tone_bursts(1000.0)
+    received = delayed(sent, 400, total=len(sent) - 1000)     # the call ended before the echo did
+    d = estimate_delay(sent, received, RATE)
+    assert d.lag_samples == pytest.approx(400, abs=0.5)
+    assert d.peak > 0.7
+
+
+def test_silence_does_not_match():
+    d = estimate_delay(tone_bursts(1000.0), silence(2.0), RATE)
+    assert d.peak < 0.05
+
+
+def test_low_level_hiss_does_not_match():
+    d = estimate_delay(tone_bursts(1000.0), rng.normal(0, 10 ** (-65 / 20), 2 * RATE), RATE)
+    assert d.peak < 0.1
+
+
+def test_a_different_tone_does_not_match():
+    sent = tone_bursts(1000.0)
+    d = estimate_delay(sent, delayed(tone_bursts(1200.0), 200), RATE)
+    assert d.peak < 0.2
+    assert band_energy_ratio(tone_bursts(1200.0), RATE, 1000.0) < 0.01
+
+
+def test_unrelated_noise_does_not_match():
+    sent = rng.normal(0, 0.2, RATE)
+    d = estimate_delay(sent, rng.normal(0, 0.2, 2 * RATE), RATE)
+    assert d.peak < 0.1
+
+
+def test_lag_window_limits_the_search():
+    sent = rng.normal(0, 0.2, RATE // 2)
+    received = delayed(sent, 4000)                  # echo 500 ms late
+    assert estimate_delay(sent, received, RATE, max_lag_s=0.25).peak < 0.1
+    assert estimate_delay(sent, received, RATE, max_lag_s=1.0).lag_samples == pytest.approx(4000, abs=0.5)
+
+
+def test_negative_lag_only_when_asked():
+    sent = rng.normal(0, 0.2, RATE // 2)
+    received = sent[100:]                           # received starts 100 samples "before" sent
+    assert estimate_delay(sent, received, RATE).lag_samples >= 0
+    d = estimate_delay(sent, received, RATE, min_lag_s=-0.1)
+    assert d.lag_samples == pytest.approx(-100, abs=0.5)
+    assert d.peak > 0.95
+
+
+def test_empty_inputs():
+    assert estimate_delay(np.zeros(0), tone(1000.0, 0.1), RATE).peak == 0.0
+    assert estimate_delay(tone(1000.0, 0.1), np.zeros(0), RATE).peak == 0.0
+    assert estimate_delay(silence(0.1), tone(1000.0, 0.1), RATE).peak == 0.0
+
+
+def test_compare_summarises_an_echo():
+    sent = tone_bursts(1000.0)
+    c = compare(sent, delayed(ulaw(sent), 200, noise_dbfs=-70), RATE)
+    assert c["received_freq_hz"] == pytest.approx(1000.0, abs=2)
+    assert c["delay"]["lag_ms"] == pytest.approx(25.0, abs=0.1)
+    assert c["delay"]["peak"] > 0.98
+
+
+# --- files ---------------------------------------------------------------------------
+
+def test_wav_round_trip(tmp_path):
+    x = tone(1000.0, 0.25, amplitude=0.5)
+    p = write_wav(tmp_path / "t.wav", x)
+    with wave.open(str(p)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (1, 2, 8000, 2000)
+    y, rate = read_wav(p)
+    assert rate == RATE
+    assert np.max(np.abs(y - x)) < 1e-4
+
+
+def test_read_wav_rejects_8_bit(tmp_path):
+    p = tmp_path / "u8.wav"
+    with wave.open(str(p), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(8000)
+        w.writeframes(bytes(800))
+    with pytest.raises(ValueError):
+        read_wav(p)
+
+
+@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="espeak-ng/sox not installed")
+def test_speech_is_8khz_mono_and_finds_itself(tmp_path):
+    p = speech("testing one two three", tmp_path / "s.wav")
+    with wave.open(str(p)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+    x, _ = read_wav(p)
+    assert not is_silent(x)
+    d = estimate_delay(x, delayed(ulaw(x), 333, noise_dbfs=-60), RATE)
+    assert d.lag_samples == pytest.approx(333, abs=0.5)
+    assert d.peak > 0.95
+    other, _ = read_wav(speech("a completely different sentence", tmp_path / "o.wav"))
+    assert estimate_delay(x, delayed(other, 333), RATE).peak < 0.5
