@@ -1,0 +1,73 @@
+"""Fixtures for the real-client SIP tests: run ``python -m tests.sipclient`` against the target.
+
+Where the target is and who may log in, in order of precedence:
+
+| what | environment (overrides) | otherwise, from the inventory (testinfra ``host``) |
+|---|---|---|
+| network namespace the clients run in | ``SPEAQR_TARGET_NETNS`` (empty: run on this host) | - |
+| SIP address contacted | ``SPEAQR_SIP_ADDRESS`` | ``speaqr_sip_address``, else ``ansible_host`` |
+| SIP domain (certificate name) | ``SPEAQR_SIP_DOMAIN`` | ``speaqr_sip_domain`` |
+| CA file the server certificate is verified with | ``SPEAQR_LAB_CA`` | ``.lab/<inventory_hostname>/lab-ca.crt`` |
+| users | ``SPEAQR_SIP_USERS`` (JSON ``{"name": "password"}``) | ``speaqr_users`` (templated, ``state`` not ``absent``) |
+
+The client connects to the *domain* name and verifies the certificate against
+it, like a real softphone; ``--resolve DOMAIN=ADDRESS`` makes the name point at
+the target for the client process only (set ``SPEAQR_SIP_RESOLVE=0`` when the
+domain really resolves, e.g. a staging host in DNS).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.audio import silence, speech, tone_bursts, write_wav
+from tests.sip.harness import TONE_HZ, SipClient, SipTarget, load_target
+
+
+@pytest.fixture(scope="module")
+def sip_target(request) -> SipTarget:
+    return load_target(request)
+
+
+@pytest.fixture(scope="module")
+def sip(sip_target) -> SipClient:
+    return SipClient(sip_target)
+
+
+@pytest.fixture(scope="module")
+def sip_user(sip_target) -> str:
+    return sip_target.first_user
+
+
+@pytest.fixture(scope="session")
+def audio_files(tmp_path_factory) -> dict[str, Path]:
+    """The test signals as 8 kHz mono 16-bit WAV files: 1 kHz tone bursts and a spoken phrase."""
+    d = tmp_path_factory.mktemp("sip-audio")
+    import numpy as np
+
+    files = {"tone": write_wav(d / "tone-1k.wav", np.concatenate([tone_bursts(TONE_HZ), silence(0.2)]))}
+    try:
+        files["speech"] = speech("Speaqr loopback test. One, two, three, four, five.", d / "speech.wav")
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        files["speech_error"] = str(exc)
+    return files
+
+
+@pytest.fixture(scope="session")
+def sip_metrics():
+    """Figures the SIP tests observed (setup times, audio round trips), written to .lab/sip-metrics.json."""
+    figures: list[dict] = []
+    yield figures
+    if figures:
+        out = ROOT / ".lab" / "sip-metrics.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(figures, indent=1) + "\n")
