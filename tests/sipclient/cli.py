@@ -40,6 +40,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca", help="CA file to verify the server certificate against")
     p.add_argument("--no-verify-server", dest="verify_server", action="store_false",
                    help="accept any server certificate")
+    p.add_argument("--no-tcp-nodelay", dest="tcp_nodelay", action="store_false",
+                   help="leave Nagle's algorithm on (only to measure what TCP_NODELAY saves)")
     p.add_argument("--log-level", type=int, default=int(os.environ.get("SIPCLIENT_LOG_LEVEL", "1")),
                    help="pjsip log level on stderr, 0-6 (4+ logs SIP messages)")
 
@@ -94,7 +96,7 @@ def _options(a) -> Options:
     if a.password is None:
         raise SystemExit("--password (or SIPCLIENT_PASSWORD) is required")
     return Options(server=a.server, domain=a.domain, user=a.user, password=a.password, ca=a.ca,
-                   verify_server=a.verify_server, log_level=a.log_level,
+                   verify_server=a.verify_server, log_level=a.log_level, tcp_nodelay=a.tcp_nodelay,
                    srtp=getattr(a, "srtp", "mandatory"), codec=getattr(a, "codec", "PCMU"))
 
 

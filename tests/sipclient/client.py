@@ -69,6 +69,7 @@ class Options:
     log_level: int = 1               # pjsip log level written to stderr (0..6)
     max_calls: int = 4
     tls_timeout_ms: int = 5000
+    tcp_nodelay: bool = True         # False only to demonstrate what Nagle costs
     reg_timeout_s: float = 10.0
 
     @property
@@ -374,13 +375,14 @@ class Session:
             tls.CaListFile = o.ca
         tls.verifyServer = bool(o.verify_server)
         tls.msecTimeout = o.tls_timeout_ms
-        sop = pj.SockOpt()
-        sop.level = socket.IPPROTO_TCP
-        sop.optName = socket.TCP_NODELAY
-        sop.setOptValInt(1)
-        tls.sockOptParams.sockOpts.append(sop)
-        tls.sockOptIgnoreError = False
-        self.nodelay = True
+        if o.tcp_nodelay:
+            sop = pj.SockOpt()
+            sop.level = socket.IPPROTO_TCP
+            sop.optName = socket.TCP_NODELAY
+            sop.setOptValInt(1)
+            tls.sockOptParams.sockOpts.append(sop)
+            tls.sockOptIgnoreError = False
+        self.nodelay = o.tcp_nodelay
         self.tls_transport_id = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
         ep.libStart()
         ep.audDevManager().setNullDev()
