@@ -6,7 +6,7 @@ Where the target is and who may log in, in order of precedence:
 |---|---|---|
 | network namespace the clients run in | ``SPEAQR_TARGET_NETNS`` (empty: run on this host) | - |
 | SIP address contacted | ``SPEAQR_SIP_ADDRESS`` | ``speaqr_sip_address``, else ``ansible_host`` |
-| SIP domain (certificate name) | ``SPEAQR_SIP_DOMAIN`` | ``speaqr_sip_domain`` |
+| SIP domain (certificate name) | ``SPEAQR_SIP_DOMAIN`` | ``speaqr_sip_domain``, else ``speaqr_asterisk_sip_domain`` |
 | CA file the server certificate is verified with | ``SPEAQR_LAB_CA`` | ``.lab/<inventory_hostname>/lab-ca.crt`` |
 | users | ``SPEAQR_SIP_USERS`` (JSON ``{"name": "password"}``) | ``speaqr_users`` (templated, ``state`` not ``absent``) |
 
@@ -34,8 +34,9 @@ from tests.sip.harness import TONE_HZ, SipClient, SipTarget, load_target
 
 
 @pytest.fixture(scope="module")
-def sip_target(request) -> SipTarget:
-    return load_target(request)
+def sip_target(host) -> SipTarget:
+    """Depends on testinfra's ``host`` so the SIP tests run once per inventory host."""
+    return load_target(host)
 
 
 @pytest.fixture(scope="module")
