@@ -31,9 +31,10 @@ ip -n "$ns" -4 addr show tap0 | grep -q "$address" || die "slirp4netns did not c
 
 boot_start=$SECONDS
 # Host is cgroup v1 without systemd; sid's systemd needs the unified hierarchy inside.
+# CAP_NET_ADMIN: the appliance manages its own nftables ruleset (the namespace is the machine's own).
 SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 setsid systemd-nspawn --quiet --boot --directory="$root" \
   --machine="speaqr-$name" --volatile=overlay --register=no --keep-unit --resolv-conf=off \
-  --network-namespace-path="/run/netns/$ns" --console=passive \
+  --network-namespace-path="/run/netns/$ns" --capability=CAP_NET_ADMIN --console=passive \
   --bind-ro="$state/authorized_keys:/root/.ssh/authorized_keys" \
   >"$state/nspawn.log" 2>&1 < /dev/null &
 echo $! > "$state/nspawn.pid"
