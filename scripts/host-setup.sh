@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install what the control host needs: Debian packages for the test targets and the SIP test
+# clients, and the Python 3.12 virtualenv .venv with the pinned tooling (requirements.txt) and
+# the appliance's own package (agi/). Safe to rerun: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+host_packages=(
+  debootstrap systemd-container slirp4netns qemu-system-x86 qemu-utils e2fsprogs  # test targets
+  iproute2 nftables socat openssh-client openssl                                 # namespaces, SSH
+  espeak-ng sox                                                                   # test audio
+)
+missing=()
+for p in "${host_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "Installing host packages: ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python 3.12 is the one interpreter that takes both ansible-core 2.21 and the pjsua2 wheels.
+python=""
+for candidate in python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12; do
+  if command -v "$candidate" >/dev/null 2>&1; then python=$(command -v "$candidate"); break; fi
+done
+[ -n "$python" ] || { echo "error: Python 3.12 not found (install it, e.g. with pyenv)" >&2; exit 1; }
+
+stamp=.venv/.speaqr-installed
+wanted=$(cat requirements.txt agi/pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  [ -x .venv/bin/python ] || "$python" -m venv .venv
+  .venv/bin/pip install -q -r requirements.txt
+  .venv/bin/pip install -q -e 'agi[test]'
+  echo "$wanted" > "$stamp"
+fi
+echo "host ready: $(.venv/bin/ansible --version | head -1), $(.venv/bin/python --version)" >&2
