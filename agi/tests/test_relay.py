@@ -134,19 +134,28 @@ async def test_relay_echoes_with_rewritten_headers_and_drops_bad_packets() -> No
     assert relay.stats.sent == count
 
 
-async def test_relay_locked_peer_ignores_others() -> None:
+async def test_relay_sends_to_the_hint_until_asterisk_speaks_then_locks() -> None:
     processor = PassthroughProcessor()
     relay = MediaRelay(processor, channel_id="c", on_failure=no_fallback)
     port = await relay.open("127.0.0.1")
+    task = asyncio.create_task(relay.run())
     ast = asterisk_socket()
     other = asterisk_socket()
-    relay.expect_peer("127.0.0.1", ast.getsockname()[1])
-    other.sendto(RtpPacket(0, 1, 1, 1, b"\xff" * FRAME).serialize(), ("127.0.0.1", port))
-    await asyncio.sleep(0.05)
-    assert relay.stats.foreign == 1 and relay.stats.received == 0
-    await relay.close()
-    ast.close()
-    other.close()
+    try:
+        relay.peer_hint("127.0.0.1", ast.getsockname()[1])
+        await processor.process(b"\x02" * FRAME)  # processor output before any inbound RTP
+        assert (await receive(ast, 1))[0].payload == b"\x02" * FRAME
+        ast.sendto(RtpPacket(0, 1, 1, 1, b"\x03" * FRAME).serialize(), ("127.0.0.1", port))
+        assert (await receive(ast, 1))[0].payload == b"\x03" * FRAME
+        other.sendto(RtpPacket(0, 2, 2, 2, b"\xff" * FRAME).serialize(), ("127.0.0.1", port))
+        await asyncio.sleep(0.05)
+        assert relay.stats.foreign == 1 and relay.stats.received == 1
+    finally:
+        await processor.close()
+        await asyncio.wait_for(task, 2)
+        await relay.close()
+        ast.close()
+        other.close()
 
 
 async def test_relay_falls_back_to_a_replacement_processor() -> None:

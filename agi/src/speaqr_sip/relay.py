@@ -59,7 +59,7 @@ class MediaRelay(asyncio.DatagramProtocol):
         self._pacer = pacer or Pacer()
         self._transport: asyncio.DatagramTransport | None = None
         self._peer: Address | None = None
-        self._peer_locked = False
+        self._peer_learned = False
         self._closed = False
         self._malformed_logged = False
 
@@ -73,10 +73,10 @@ class MediaRelay(asyncio.DatagramProtocol):
         port: int = transport.get_extra_info("sockname")[1]
         return port
 
-    def expect_peer(self, host: str, port: int) -> None:
-        """Only accept RTP from Asterisk's announced address (UNICASTRTP_LOCAL_*)."""
-        self._peer = (host, port)
-        self._peer_locked = True
+    def peer_hint(self, host: str, port: int) -> None:
+        """Where Asterisk listens (UNICASTRTP_LOCAL_*): send there until its first packet."""
+        if not self._peer_learned:
+            self._peer = (host, port)
 
     @property
     def peer(self) -> Address | None:
@@ -88,8 +88,12 @@ class MediaRelay(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         source = (str(addr[0]), int(addr[1]))
-        if self._peer is None:
+        if not self._peer_learned:
+            # The first packet fixes the peer; later packets from elsewhere are foreign.
+            if self._peer is not None and self._peer != source:
+                logger.info("channel=%s RTP comes from %s:%d", self._channel, *source)
             self._peer = source
+            self._peer_learned = True
         elif source != self._peer:
             self.stats.foreign += 1
             return

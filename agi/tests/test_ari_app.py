@@ -1,0 +1,271 @@
+"""The ARI application against the fake ARI: REST call sequence, media, teardown, recovery."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ari_fake import PASSWORD, USERNAME, FakeAri, FakeChannel
+from speaqr_sip.ari.app import AriApplication
+from speaqr_sip.ari.call import CallContext
+from speaqr_sip.ari.flows import FLOWS, Flow
+from speaqr_sip.config import parse_ari_config
+from speaqr_sip.rtp import RtpPacket
+
+AGI_OK = {
+    "SPEAQR_CHECK": "OK",
+    "SPEAQR_SERVICE": "loopback",
+    "SPEAQR_EMAIL": "alice@example.com",
+    "SPEAQR_ORIGIN": "alice",
+    "SPEAQR_DESTINATION": "test",
+    "SPEAQR_DIAL": "",
+    "SPEAQR_SOURCE_LANGUAGE": "en-us",
+    "SPEAQR_TARGET_LANGUAGE": "es-es",
+    "SPEAQR_VOICE": "F",
+}
+
+
+@dataclass
+class Running:
+    fake: FakeAri
+    app: AriApplication
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+async def start_app(
+    fake: FakeAri, url: str, flows: dict[str, type[Flow]] | None = None, **sections: Any
+) -> tuple[AriApplication, asyncio.Event, asyncio.Task[None], aiohttp.ClientSession]:
+    data: dict[str, Any] = {
+        "ari": {
+            "url": url,
+            "username": USERNAME,
+            "password": PASSWORD,
+            "reconnect_initial": 0.05,
+            "reconnect_max": 0.2,
+            "request_timeout": 2.0,
+            "shutdown_timeout": 3.0,
+        }
+    }
+    data.update(sections)
+    config = parse_ari_config(data)
+    session = aiohttp.ClientSession()
+    app = AriApplication(config, session, flows)
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop))
+    await fake.wait_for(lambda: fake.ws_connects >= 1)
+    await asyncio.wait_for(app.events.connected.wait(), 2)
+    return app, stop, task, session
+
+
+@pytest.fixture
+async def running(request: pytest.FixtureRequest) -> AsyncIterator[Running]:
+    marker = request.node.get_closest_marker("app_config")
+    sections: dict[str, Any] = marker.args[0] if marker else {}
+    flows = marker.kwargs.get("flows") if marker else None
+    fake = FakeAri()
+    url = await fake.start()
+    app, stop, task, session = await start_app(fake, url, flows, **sections)
+    try:
+        yield Running(fake, app, stop, task)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await session.close()
+        await fake.stop()
+
+
+def rest_sequence(fake: FakeAri) -> list[str]:
+    """The non-GET calls in order, with ids normalised."""
+    out = []
+    for method, path, query in fake.requests:
+        if method == "GET":
+            continue
+        parts = path.split("/")
+        normal = "/".join(
+            "{media}"
+            if p.startswith("speaqr-media-")
+            else "{bridge}"
+            if p.startswith("speaqr-")
+            else p
+            for p in parts
+        )
+        if "channel" in query:
+            who = "{media}" if query["channel"].startswith("speaqr-media-") else query["channel"]
+            normal += f"?channel={who}"
+        if "reason_code" in query:
+            normal += f"?reason_code={query['reason_code']}"
+        out.append(f"{method} {normal}")
+    return out
+
+
+async def echo_through(media: FakeChannel, payloads: list[bytes]) -> list[RtpPacket]:
+    loop = asyncio.get_running_loop()
+    assert media.rtp is not None and media.external_host is not None
+    for seq, payload in enumerate(payloads):
+        packet = RtpPacket(0, seq, seq * 160, 0xDEADBEEF, payload)
+        media.rtp.sendto(packet.serialize(), media.external_host)
+        await asyncio.sleep(0.005)
+    received = []
+    async with asyncio.timeout(5):
+        while len(received) < len(payloads):
+            received.append(RtpPacket.parse(await loop.sock_recv(media.rtp, 2048)))
+    return received
+
+
+def media_of(fake: FakeAri, channel_id: str) -> list[FakeChannel]:
+    """Media channels bridged with ``channel_id``."""
+    return [
+        fake.channels[member]
+        for members in fake.bridges.values()
+        if channel_id in members
+        for member in members
+        if member in fake.channels and fake.channels[member].rtp_address is not None
+    ]
+
+
+async def start_loopback_call(fake: FakeAri, channel_id: str = "1700000000.1") -> FakeChannel:
+    await fake.caller_enters_stasis(channel_id, ["loopback"], AGI_OK)
+    await fake.wait_for(lambda: len(media_of(fake, channel_id)) == 1)
+    return media_of(fake, channel_id)[0]
+
+
+async def test_loopback_call_sequence_media_and_teardown_on_caller_hangup(running: Running) -> None:
+    fake = running.fake
+    media = await start_loopback_call(fake)
+    echoed = await echo_through(media, [bytes([i]) * 160 for i in range(10)])
+    assert [p.payload for p in echoed] == [bytes([i]) * 160 for i in range(10)]
+    assert {p.ssrc for p in echoed} != {0xDEADBEEF}
+
+    await fake.caller_hangs_up("1700000000.1")
+    await fake.wait_for(lambda: not fake.bridges and not fake.media_channels())
+    await fake.wait_for(lambda: not running.app.routes)
+    assert rest_sequence(fake) == [
+        "POST /ari/channels/1700000000.1/answer",
+        "POST /ari/bridges",
+        "POST /ari/bridges/{bridge}/addChannel?channel=1700000000.1",
+        "POST /ari/channels/externalMedia",
+        "POST /ari/bridges/{bridge}/addChannel?channel={media}",
+        "DELETE /ari/channels/{media}",
+        "DELETE /ari/bridges/{bridge}",
+    ]
+    gets = [
+        q.get("variable") for m, p, q in fake.requests if m == "GET" and p.endswith("/variable")
+    ]
+    assert set(AGI_OK) <= set(gets)
+
+
+async def test_media_channel_loss_hangs_up_the_caller(running: Running) -> None:
+    fake = running.fake
+    media = await start_loopback_call(fake)
+    fake.channels.pop(media.id)
+    await fake.emit("StasisEnd", media.id, snapshot=media)
+    await fake.wait_for(lambda: "1700000000.1" not in fake.channels)
+    await fake.wait_for(lambda: not fake.bridges and not running.app.routes)
+    assert "DELETE /ari/channels/1700000000.1?reason_code=16" in rest_sequence(fake)
+
+
+async def test_call_service_is_refused_with_503_cause(running: Running) -> None:
+    fake = running.fake
+    await fake.caller_enters_stasis("c-call", ["call"], {**AGI_OK, "SPEAQR_SERVICE": "call"})
+    await fake.wait_for(lambda: "c-call" not in fake.channels)
+    assert rest_sequence(fake) == ["DELETE /ari/channels/c-call?reason_code=34"]
+
+
+async def test_unchecked_channel_is_refused_with_403_cause(running: Running) -> None:
+    fake = running.fake
+    await fake.caller_enters_stasis("c-raw", ["loopback"], {})
+    await fake.wait_for(lambda: "c-raw" not in fake.channels)
+    assert rest_sequence(fake) == ["DELETE /ari/channels/c-raw?reason_code=21"]
+
+
+async def test_unknown_service_is_refused_with_503_cause(running: Running) -> None:
+    fake = running.fake
+    await fake.caller_enters_stasis("c-x", [], AGI_OK)
+    await fake.wait_for(lambda: "c-x" not in fake.channels)
+    assert rest_sequence(fake) == ["DELETE /ari/channels/c-x?reason_code=34"]
+
+
+async def test_shutdown_hangs_up_active_calls(running: Running) -> None:
+    fake = running.fake
+    await start_loopback_call(fake)
+    running.stop.set()
+    await asyncio.wait_for(running.task, 10)
+    assert not fake.channels and not fake.bridges
+    assert "DELETE /ari/channels/1700000000.1?reason_code=16" in rest_sequence(fake)
+
+
+async def test_reconnects_and_drops_calls_whose_channel_vanished(running: Running) -> None:
+    fake = running.fake
+    await start_loopback_call(fake)
+    # Asterisk restarts: the websocket drops and every channel is gone.
+    for channel in list(fake.channels.values()):
+        if channel.rtp is not None:
+            channel.rtp.close()
+    fake.channels.clear()
+    fake.bridges.clear()
+    await fake.drop_websockets()
+    await fake.wait_for(lambda: fake.ws_connects >= 2)
+    await fake.wait_for(lambda: not running.app.routes)
+    # New calls work after the reconnection.
+    media = await start_loopback_call(fake, "1700000001.2")
+    echoed = await echo_through(media, [b"\x05" * 160])
+    assert echoed[0].payload == b"\x05" * 160
+    assert running.app.metrics.ari_reconnects == 1
+
+
+class ExplodingFlow(Flow):
+    service = "boom"
+
+    async def run(self, ctx: CallContext) -> None:
+        raise RuntimeError("bug in a flow")
+
+
+@pytest.mark.app_config({}, flows={**FLOWS, "boom": ExplodingFlow})
+async def test_one_failing_call_does_not_affect_another(running: Running) -> None:
+    fake = running.fake
+    media = await start_loopback_call(fake)
+    await fake.caller_enters_stasis("c-boom", ["boom"], AGI_OK)
+    await fake.wait_for(lambda: "c-boom" not in fake.channels)
+    echoed = await echo_through(media, [b"\x07" * 160])
+    assert echoed[0].payload == b"\x07" * 160
+    assert running.app.metrics.calls_failed == 1
+    assert "DELETE /ari/channels/c-boom?reason_code=34" in rest_sequence(fake)
+
+
+@pytest.mark.app_config(
+    {
+        "processor": {"kind": "speaqr", "fallback": "passthrough", "start_timeout": 2.0},
+        "speaqr": {"url": "http://127.0.0.1:9", "connect_timeout": 1.0},
+    }
+)
+async def test_speaqr_down_falls_back_to_passthrough(running: Running) -> None:
+    media = await start_loopback_call(running.fake)
+    echoed = await echo_through(media, [b"\x09" * 160])
+    assert echoed[0].payload == b"\x09" * 160
+    assert running.app.metrics.speaqr_fallbacks == 1
+
+
+@pytest.mark.app_config(
+    {
+        "processor": {"kind": "speaqr", "fallback": "hangup", "start_timeout": 2.0},
+        "speaqr": {"url": "http://127.0.0.1:9", "connect_timeout": 1.0},
+    }
+)
+async def test_speaqr_down_with_hangup_fallback_refuses_before_answer(running: Running) -> None:
+    fake = running.fake
+    await fake.caller_enters_stasis("c-1", ["loopback"], AGI_OK)
+    await fake.wait_for(lambda: "c-1" not in fake.channels)
+    assert rest_sequence(fake) == ["DELETE /ari/channels/c-1?reason_code=34"]
+
+
+async def test_caller_hangup_during_setup_leaves_nothing_behind(running: Running) -> None:
+    fake = running.fake
+    await fake.caller_enters_stasis("c-quick", ["loopback"], AGI_OK)
+    await fake.caller_hangs_up("c-quick")
+    await fake.wait_for(lambda: not running.app.routes)
+    await asyncio.sleep(0.1)
+    assert not fake.bridges and not fake.media_channels()
