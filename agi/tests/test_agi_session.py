@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from agi_fake import FakeAsterisk, channel, split_agi_args
 from speaqr_sip.agi_io import StreamAGI, escape_value
 from speaqr_sip.agi_session import run_check
+from speaqr_sip.testing.fake_asterisk import FakeAsterisk, channel, split_agi_args
 from speaqr_sip.userdb import DatabaseUnavailable
 from speaqr_sip.validation import Accepted, Refused, UserRow
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agi_fake import FakeAsterisk, channel
 from speaqr_sip.config import parse_agi_config
 from speaqr_sip.fastagi import FastAgiServer
+from speaqr_sip.testing.fake_asterisk import FakeAsterisk, channel
 from speaqr_sip.validation import UserRow
 
 ALICE = UserRow("alice", "alice@example.com", "en-us", "es-es", "F", True)

@@ -5,17 +5,26 @@ Expected columns (the MariaDB role creates them): ``username`` (unique), ``email
 """
 
 import contextlib
+import importlib
 import logging
 import threading
-from typing import Any
-
-import pymysql
-import pymysql.cursors
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from speaqr_sip.config import DatabaseConfig
 from speaqr_sip.validation import UserRow
 
+if TYPE_CHECKING:
+    import pymysql
+    import pymysql.connections
+
 logger = logging.getLogger(__name__)
+
+
+def _driver() -> ModuleType:
+    """PyMySQL, imported on first use: the plain AGI script skips it for early refusals."""
+    return importlib.import_module("pymysql")
+
 
 USER_QUERY = (
     "SELECT username, email, source_language, target_language, voice, enabled "
@@ -57,6 +66,8 @@ class UserDirectory:
         self._conn: pymysql.connections.Connection[Any] | None = None
 
     def _connect(self) -> "pymysql.connections.Connection[Any]":
+        driver = _driver()
+        importlib.import_module("pymysql.cursors")
         cfg = self._config
         kwargs: dict[str, Any] = {
             "user": cfg.user,
@@ -66,7 +77,7 @@ class UserDirectory:
             "read_timeout": cfg.read_timeout,
             "write_timeout": cfg.read_timeout,
             "charset": "utf8mb4",
-            "cursorclass": pymysql.cursors.DictCursor,
+            "cursorclass": driver.cursors.DictCursor,
             "autocommit": True,
         }
         if cfg.unix_socket:
@@ -74,7 +85,8 @@ class UserDirectory:
         else:
             kwargs["host"] = cfg.host
             kwargs["port"] = cfg.port
-        return pymysql.connect(**kwargs)
+        conn: pymysql.connections.Connection[Any] = driver.connect(**kwargs)
+        return conn
 
     def _query(self, conn: "pymysql.connections.Connection[Any]", username: str) -> UserRow | None:
         with conn.cursor() as cursor:
@@ -84,14 +96,15 @@ class UserDirectory:
 
     def lookup(self, username: str) -> UserRow | None:
         """Return the user's row, ``None`` if absent; raise :class:`DatabaseUnavailable`."""
+        driver = _driver()
         if not self._keep:
             try:
                 conn = self._connect()
-            except pymysql.MySQLError as exc:
+            except driver.MySQLError as exc:
                 raise DatabaseUnavailable(f"connect failed: {exc.__class__.__name__}") from exc
             try:
                 return self._query(conn, username)
-            except pymysql.MySQLError as exc:
+            except driver.MySQLError as exc:
                 raise DatabaseUnavailable(f"query failed: {exc.__class__.__name__}") from exc
             finally:
                 conn.close()
@@ -99,26 +112,28 @@ class UserDirectory:
             return self._lookup_reusing(username)
 
     def _lookup_reusing(self, username: str) -> UserRow | None:
+        driver = _driver()
         if self._conn is not None:
             try:
                 return self._query(self._conn, username)
-            except pymysql.MySQLError as exc:
+            except driver.MySQLError as exc:
                 # The kept connection may have been closed by the server: retry once, fresh.
                 logger.debug("kept database connection failed (%s)", exc.__class__.__name__)
                 self._drop()
         try:
             self._conn = self._connect()
-        except pymysql.MySQLError as exc:
+        except driver.MySQLError as exc:
             raise DatabaseUnavailable(f"connect failed: {exc.__class__.__name__}") from exc
         try:
             return self._query(self._conn, username)
-        except pymysql.MySQLError as exc:
+        except driver.MySQLError as exc:
             self._drop()
             raise DatabaseUnavailable(f"query failed: {exc.__class__.__name__}") from exc
 
     def _drop(self) -> None:
+        driver = _driver()
         if self._conn is not None:
-            with contextlib.suppress(pymysql.MySQLError):
+            with contextlib.suppress(driver.MySQLError):
                 self._conn.close()
             self._conn = None
 

@@ -1,4 +1,4 @@
-"""A scripted Asterisk for AGI tests: sends the AGI environment, answers commands."""
+"""A scripted Asterisk for AGI tests and benchmarks: sends the AGI environment, answers commands."""
 
 import threading
 from collections.abc import Mapping
@@ -64,9 +64,11 @@ class FakeAsterisk:
                 writer.flush()
                 return
             args = split_agi_args(line)
+            reply: str
             if args[:2] == ["GET", "VARIABLE"]:
-                value = self.variables.get(args[2])
-                reply = "200 result=0" if value is None else f"200 result=1 ({value[:1023]})"
+                found = self.variables.get(args[2])
+                # Asterisk's GET VARIABLE reads into a 1024-byte buffer.
+                reply = "200 result=0" if found is None else f"200 result=1 ({found[:1023]})"
             elif args[:2] == ["SET", "VARIABLE"]:
                 self.set_vars[args[2]] = args[3]
                 reply = "200 result=1"
