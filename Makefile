@@ -28,7 +28,8 @@ lint:
 	ruff format --check .
 
 unit:
-	pytest -q agi/tests tests/unit
+	cd agi && pytest -q
+	pytest -q tests/unit
 
 molecule:
 	set -e; for s in $(SCENARIOS); do molecule test -s $$s; done
