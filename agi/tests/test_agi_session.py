@@ -61,6 +61,7 @@ def test_accepted_call_sets_variables_and_logs_once(
     assert fake.set_vars["SPEAQR_CHECK"] == "OK"
     assert fake.set_vars["SPEAQR_EMAIL"] == "alice@example.com"
     assert fake.set_vars["SPEAQR_DIAL"] == ""
+    assert fake.set_vars["SPEAQR_CALL_ID"] == "abc123@client"
     assert directory.queries == ["alice"]
     assert fake.commands[0] == 'GET VARIABLE "CHANNEL(pjsip,call-id)"'
     records = [r for r in caplog.records if r.name == "speaqr_sip.agi"]

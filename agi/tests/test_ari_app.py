@@ -17,6 +17,7 @@ from speaqr_sip.rtp import RtpPacket
 
 AGI_OK = {
     "SPEAQR_CHECK": "OK",
+    "SPEAQR_CALL_ID": "a84b4c76e66710@pc33.example.com",
     "SPEAQR_SERVICE": "loopback",
     "SPEAQR_EMAIL": "alice@example.com",
     "SPEAQR_ORIGIN": "alice",

@@ -101,7 +101,8 @@ def run_check(agi: StreamAGI, directory: UserLookup | None) -> Decision | None:
             except Exception as exc:  # a bug must still end in a clean refusal
                 logger.exception("check failed uniqueid=%s", safe(uniqueid, 40))
                 decision = Refused(Refusal.INTERNAL_ERROR, exc.__class__.__name__)
-        for name, value in decision.channel_variables().items():
+        variables = {"SPEAQR_CALL_ID": call_id, **decision.channel_variables()}
+        for name, value in variables.items():
             agi.set_variable(name, escape_value(value))
     except AGI_FAILURES as exc:
         logger.warning(

@@ -5,6 +5,7 @@ from typing import Literal
 
 from speaqr_sip.ari.call import CallContext
 from speaqr_sip.causes import CAUSE_CALL_REJECTED, CAUSE_CONGESTION
+from speaqr_sip.logsetup import safe
 from speaqr_sip.processors import (
     PassthroughProcessor,
     Processor,
@@ -17,6 +18,7 @@ from speaqr_sip.relay import FailureHandler
 
 SESSION_VARIABLES = (
     "SPEAQR_CHECK",
+    "SPEAQR_CALL_ID",
     "SPEAQR_SERVICE",
     "SPEAQR_EMAIL",
     "SPEAQR_ORIGIN",
@@ -38,11 +40,21 @@ async def read_session(ctx: CallContext) -> SessionParams | None:
     found = dict(zip(SESSION_VARIABLES, values, strict=True))
     if found["SPEAQR_CHECK"] != "OK" or found["SPEAQR_SERVICE"] != ctx.service:
         ctx.log.error(
-            "reached Stasis without a passed AGI check for service %s; refused (403)", ctx.service
+            "call_id=%s reached Stasis without a passed AGI check for service %s; refused (403)",
+            safe(found["SPEAQR_CALL_ID"]),
+            ctx.service,
         )
         ctx.metrics.calls_refused += 1
         ctx.hangup_cause = CAUSE_CALL_REJECTED
         return None
+    ctx.log.info(
+        "session call_id=%s origin=%s destination=%s languages=%s>%s",
+        safe(found["SPEAQR_CALL_ID"]),
+        found["SPEAQR_ORIGIN"],
+        found["SPEAQR_DESTINATION"],
+        found["SPEAQR_SOURCE_LANGUAGE"],
+        found["SPEAQR_TARGET_LANGUAGE"],
+    )
     return SessionParams(
         channel_id=ctx.channel_id,
         email=found["SPEAQR_EMAIL"],

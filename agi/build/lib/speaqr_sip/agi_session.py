@@ -1,0 +1,122 @@
+"""One AGI check, shared by plain AGI and FastAGI: read, decide, set variables, log once."""
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from asterisk.agi import AGIException
+
+from speaqr_sip.agi_io import StreamAGI, escape_value
+from speaqr_sip.causes import Refusal
+from speaqr_sip.logsetup import safe
+from speaqr_sip.userdb import DatabaseUnavailable
+from speaqr_sip.validation import (
+    HEADER_NAMES,
+    Accepted,
+    Decision,
+    Refused,
+    UserRow,
+    check_headers,
+    check_user,
+)
+
+logger = logging.getLogger("speaqr_sip.agi")
+
+
+class UserLookup(Protocol):
+    """What the check needs from the user store (:class:`speaqr_sip.userdb.UserDirectory`)."""
+
+    def lookup(self, username: str) -> UserRow | None: ...
+
+
+# What ends an AGI session early: the caller hung up, Asterisk closed the socket, a
+# timeout, or a reply pyst2 cannot parse.
+AGI_FAILURES = (AGIException, OSError, ValueError, EOFError)
+
+
+def read_header(agi: StreamAGI, name: str) -> str:
+    value: str = agi.get_variable(f"PJSIP_HEADER(read,{name})")
+    return value
+
+
+def log_decision(
+    decision: Decision, *, call_id: str, uniqueid: str, service: str, endpoint: str, ms: float
+) -> None:
+    """The one log line per call the product promises, with the SIP Call-ID."""
+    common = (
+        f"call_id={safe(call_id)} uniqueid={safe(uniqueid, 40)} service={safe(service, 16)} "
+        f"endpoint={safe(endpoint, 64)}"
+    )
+    if isinstance(decision, Accepted):
+        logger.info("%s result=OK elapsed_ms=%.1f", common, ms)
+    else:
+        d = decision.disposition
+        logger.warning(
+            "%s result=REFUSED reason=%s sip_status=%d cause=%d detail=%s elapsed_ms=%.1f",
+            common,
+            decision.reason.value,
+            d.sip_status,
+            d.q850_cause,
+            safe(decision.detail, 120),
+            ms,
+        )
+
+
+def decide_for_channel(
+    agi: StreamAGI, lookup: Callable[[str], UserRow | None], service: str, endpoint: str
+) -> Decision:
+    headers = {name: read_header(agi, name) for name in HEADER_NAMES}
+    checked = check_headers(service, headers, endpoint)
+    if isinstance(checked, Refused):
+        return checked
+    try:
+        row = lookup(checked.origin)
+    except DatabaseUnavailable as exc:
+        return Refused(Refusal.DATABASE_UNAVAILABLE, str(exc))
+    return check_user(checked, row)
+
+
+def run_check(agi: StreamAGI, directory: UserLookup | None) -> Decision | None:
+    """Run the whole check on one channel; ``None`` if the caller hung up meanwhile.
+
+    ``directory`` is ``None`` when the configuration could not be loaded: the call is
+    then refused as internal error (503) instead of being left to the dialplan's mercy.
+    """
+    started = time.monotonic()
+    service = agi.argument(1)
+    uniqueid = agi.env.get("agi_uniqueid", "")
+    call_id = endpoint = ""
+    try:
+        call_id = agi.get_variable("CHANNEL(pjsip,call-id)")
+        endpoint = agi.get_variable("CHANNEL(endpoint)")
+        decision: Decision
+        if directory is None:
+            decision = Refused(Refusal.INTERNAL_ERROR, "configuration not loaded")
+        else:
+            try:
+                decision = decide_for_channel(agi, directory.lookup, service, endpoint)
+            except AGI_FAILURES:
+                raise
+            except Exception as exc:  # a bug must still end in a clean refusal
+                logger.exception("check failed uniqueid=%s", safe(uniqueid, 40))
+                decision = Refused(Refusal.INTERNAL_ERROR, exc.__class__.__name__)
+        for name, value in decision.channel_variables().items():
+            agi.set_variable(name, escape_value(value))
+    except AGI_FAILURES as exc:
+        logger.warning(
+            "call_id=%s uniqueid=%s result=ABANDONED detail=%s",
+            safe(call_id),
+            safe(uniqueid, 40),
+            safe(f"{exc.__class__.__name__}: {exc}", 120),
+        )
+        return None
+    log_decision(
+        decision,
+        call_id=call_id,
+        uniqueid=uniqueid,
+        service=service,
+        endpoint=endpoint,
+        ms=(time.monotonic() - started) * 1000.0,
+    )
+    return decision

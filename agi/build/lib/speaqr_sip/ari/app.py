@@ -1,0 +1,166 @@
+"""Event routing, one isolated task per call, reconciliation after reconnects, shutdown."""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import aiohttp
+
+from speaqr_sip.ari.call import CallContext, CallEnded
+from speaqr_sip.ari.client import AriClient, AriError
+from speaqr_sip.ari.events import EventStream
+from speaqr_sip.ari.flows import FLOWS, Flow
+from speaqr_sip.ari.metrics import AppMetrics
+from speaqr_sip.causes import CAUSE_CONGESTION
+from speaqr_sip.config import AriAppConfig
+from speaqr_sip.processors import selected_kind
+
+logger = logging.getLogger(__name__)
+
+METRICS_INTERVAL = 300.0
+
+
+class AriApplication:
+    def __init__(
+        self,
+        config: AriAppConfig,
+        session: aiohttp.ClientSession,
+        flows: dict[str, type[Flow]] | None = None,
+    ) -> None:
+        self.config = config
+        self.client = AriClient(
+            session,
+            config.ari.url,
+            config.ari.username,
+            config.ari.password,
+            timeout=config.ari.request_timeout,
+        )
+        self.flows = flows if flows is not None else FLOWS
+        self.metrics = AppMetrics()
+        self.routes: dict[str, CallContext] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.events = EventStream(session, config.ari, self.on_event, self.on_connected)
+
+    @property
+    def calls(self) -> list[CallContext]:
+        """Active calls (each once)."""
+        return list({id(ctx): ctx for ctx in self.routes.values()}.values())
+
+    # --- running ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        logger.info(
+            "ARI application %s starting (processor %s, fallback %s)",
+            self.config.ari.app,
+            selected_kind(self.config),
+            self.config.processor.fallback,
+        )
+        reporter = asyncio.create_task(self._report_metrics(stop))
+        try:
+            await self.events.run(stop)
+        finally:
+            reporter.cancel()
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        calls = self.calls
+        if calls:
+            logger.info("shutting down: hanging up %d active call(s)", len(calls))
+        for ctx in calls:
+            ctx.end("application shutdown")
+        if self.tasks:
+            _done, pending = await asyncio.wait(
+                set(self.tasks), timeout=self.config.ari.shutdown_timeout
+            )
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        logger.info("ARI application stopped: %s", self.metrics.as_text())
+
+    async def _report_metrics(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=METRICS_INTERVAL)
+            logger.info("metrics: active_calls=%d %s", len(self.calls), self.metrics.as_text())
+
+    # --- events -------------------------------------------------------------------------
+
+    async def on_connected(self, reconnected: bool) -> None:
+        if not reconnected:
+            return
+        self.metrics.ari_reconnects += 1
+        for ctx in self.calls:
+            try:
+                alive = await self.client.get_channel(ctx.channel_id)
+            except AriError as exc:
+                ctx.log.warning("could not check the channel after reconnecting: %s", exc)
+                continue
+            if alive is None:
+                ctx.end("channel vanished while ARI was disconnected", caller_gone=True)
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        channel = event.get("channel") or {}
+        channel_id = channel.get("id")
+        if not isinstance(channel_id, str):
+            return
+        ctx = self.routes.get(channel_id)
+        if kind == "StasisStart":
+            if ctx is None:  # our own externalMedia channels are already routed
+                args = event.get("args") or []
+                self.start_call(channel, [str(a) for a in args])
+        elif ctx is not None:
+            ctx.handle_event(event)
+
+    def start_call(self, channel: dict[str, Any], args: list[str]) -> None:
+        service = args[0] if args else ""
+        ctx = CallContext(
+            channel=channel,
+            service=service,
+            client=self.client,
+            config=self.config,
+            routes=self.routes,
+            metrics=self.metrics,
+        )
+        self.metrics.calls_started += 1
+        task = asyncio.create_task(self._run_call(ctx), name=f"call-{ctx.channel_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run_call(self, ctx: CallContext) -> None:
+        """Run one call; whatever happens stays inside this task."""
+        caller = (ctx.channel.get("caller") or {}).get("number", "")
+        ctx.log.info("StasisStart service=%s caller=%s", ctx.service or "-", caller or "-")
+        flow_class = self.flows.get(ctx.service)
+        try:
+            if flow_class is None:
+                ctx.log.error("no flow for service %r; refused (503)", ctx.service)
+                self.metrics.calls_refused += 1
+                ctx.hangup_cause = CAUSE_CONGESTION
+            else:
+                await flow_class().run(ctx)
+        except CallEnded:
+            pass
+        except AriError as exc:
+            if not ctx.ended.is_set():
+                self.metrics.calls_failed += 1
+                ctx.log.warning("call failed: %s", exc)
+                ctx.hangup_cause = CAUSE_CONGESTION
+        except Exception:
+            self.metrics.calls_failed += 1
+            ctx.log.exception("call failed")
+            ctx.hangup_cause = CAUSE_CONGESTION
+        finally:
+            ctx.end(ctx.end_reason or "flow finished")
+            await asyncio.shield(self._teardown(ctx))
+
+    async def _teardown(self, ctx: CallContext) -> None:
+        try:
+            await ctx.teardown()
+        except Exception:
+            ctx.log.exception("teardown failed")
+        self.metrics.calls_ended += 1
+        ctx.log.info("call ended: %s", ctx.end_reason)

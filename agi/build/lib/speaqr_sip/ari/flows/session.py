@@ -1,0 +1,106 @@
+"""Shared flow steps: read the AGI's channel variables, open a processor with fallback."""
+
+import asyncio
+from typing import Literal
+
+from speaqr_sip.ari.call import CallContext
+from speaqr_sip.causes import CAUSE_CALL_REJECTED, CAUSE_CONGESTION
+from speaqr_sip.processors import (
+    PassthroughProcessor,
+    Processor,
+    ProcessorError,
+    SessionParams,
+    create_processor,
+    selected_kind,
+)
+from speaqr_sip.relay import FailureHandler
+
+SESSION_VARIABLES = (
+    "SPEAQR_CHECK",
+    "SPEAQR_SERVICE",
+    "SPEAQR_EMAIL",
+    "SPEAQR_ORIGIN",
+    "SPEAQR_DESTINATION",
+    "SPEAQR_DIAL",
+    "SPEAQR_SOURCE_LANGUAGE",
+    "SPEAQR_TARGET_LANGUAGE",
+    "SPEAQR_VOICE",
+)
+
+
+async def read_session(ctx: CallContext) -> SessionParams | None:
+    """The call's parameters as the AGI check left them; ``None`` (and 403) if unchecked."""
+    values = await ctx.guard(
+        asyncio.gather(
+            *(ctx.client.get_variable(ctx.channel_id, name) for name in SESSION_VARIABLES)
+        )
+    )
+    found = dict(zip(SESSION_VARIABLES, values, strict=True))
+    if found["SPEAQR_CHECK"] != "OK" or found["SPEAQR_SERVICE"] != ctx.service:
+        ctx.log.error(
+            "reached Stasis without a passed AGI check for service %s; refused (403)", ctx.service
+        )
+        ctx.metrics.calls_refused += 1
+        ctx.hangup_cause = CAUSE_CALL_REJECTED
+        return None
+    return SessionParams(
+        channel_id=ctx.channel_id,
+        email=found["SPEAQR_EMAIL"],
+        origin=found["SPEAQR_ORIGIN"],
+        destination=found["SPEAQR_DESTINATION"],
+        source_language=found["SPEAQR_SOURCE_LANGUAGE"],
+        target_language=found["SPEAQR_TARGET_LANGUAGE"],
+        voice=found["SPEAQR_VOICE"],
+    )
+
+
+async def _start(
+    ctx: CallContext, kind: Literal["passthrough", "speaqr"], params: SessionParams
+) -> Processor:
+    processor = create_processor(ctx.config, kind)
+    try:
+        await ctx.guard(
+            asyncio.wait_for(processor.start(params), ctx.config.processor.start_timeout)
+        )
+    except BaseException:
+        await processor.close()
+        raise
+    return processor
+
+
+async def open_processor(ctx: CallContext, params: SessionParams) -> Processor | None:
+    """Start the configured processor; on Speaqr failure fall back or refuse (503)."""
+    kind = selected_kind(ctx.config)
+    try:
+        processor = await _start(ctx, kind, params)
+    except (ProcessorError, TimeoutError) as exc:
+        reason = str(exc) or "start timed out"
+        if ctx.config.processor.fallback == "passthrough":
+            ctx.log.warning("processor %s unavailable (%s): serving passthrough", kind, reason)
+            ctx.metrics.speaqr_fallbacks += 1
+            processor = await _start(ctx, "passthrough", params)
+        else:
+            ctx.log.warning("processor %s unavailable (%s): refusing the call (503)", kind, reason)
+            ctx.hangup_cause = CAUSE_CONGESTION
+            return None
+    ctx.on_teardown(f"processor {processor.name}", processor.close)
+    ctx.log.info("processor %s started", processor.name)
+    return processor
+
+
+def midcall_fallback(ctx: CallContext, params: SessionParams) -> FailureHandler:
+    """A relay failure handler: switch to passthrough, or end the call, as configured."""
+
+    async def handle(exc: ProcessorError) -> Processor | None:
+        if ctx.config.processor.fallback != "passthrough":
+            ctx.log.warning("processor failed mid-call (%s): ending the call", exc)
+            ctx.hangup_cause = CAUSE_CONGESTION
+            return None
+        ctx.log.warning("processor failed mid-call (%s): continuing with passthrough", exc)
+        ctx.metrics.speaqr_fallbacks += 1
+        replacement = PassthroughProcessor(max_frames=ctx.config.media.max_backlog_ms // 20)
+        await replacement.start(params)
+        ctx.on_teardown("processor passthrough (fallback)", replacement.close)
+        return replacement
+
+    return handle

@@ -1,0 +1,239 @@
+"""Configuration files (TOML), loaded once at start-up and passed down.
+
+Two files, one per process owner:
+
+* ``/etc/speaqr-sip/agi.toml`` -- read by the AGI check (plain AGI runs as the Asterisk user;
+  the FastAGI server as its own service). Path: ``--config`` or ``$SPEAQR_SIP_AGI_CONFIG``.
+* ``/etc/speaqr-sip/ari.toml`` -- read by the ARI application. Path: ``--config`` or
+  ``$SPEAQR_SIP_ARI_CONFIG``.
+
+Every key has a default except secrets; unknown sections or keys are an error so a typo
+in the rendered file is caught at start-up instead of being silently ignored.
+``examples/agi.toml`` and ``examples/ari.toml`` show every key.
+"""
+
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+DEFAULT_AGI_CONFIG = Path("/etc/speaqr-sip/agi.toml")
+DEFAULT_ARI_CONFIG = Path("/etc/speaqr-sip/ari.toml")
+AGI_CONFIG_ENV = "SPEAQR_SIP_AGI_CONFIG"
+ARI_CONFIG_ENV = "SPEAQR_SIP_ARI_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or has a bad value."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    host: str = "127.0.0.1"
+    port: int = 3306
+    # When set, connect through this Unix socket instead of host/port.
+    unix_socket: str = ""
+    name: str = "speaqr"
+    user: str = "speaqr_agi"
+    password: str = ""
+    connect_timeout: float = 2.0
+    read_timeout: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class FastAgiConfig:
+    host: str = "127.0.0.1"
+    port: int = 4573
+    # Per-connection socket timeout (seconds) for every read/write with Asterisk.
+    request_timeout: float = 5.0
+    # Keep one database connection open and reuse it across requests.
+    reuse_db_connection: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # syslog: /dev/log (journald), falls back to stderr when /dev/log is absent.
+    target: Literal["syslog", "stderr"] = "stderr"
+    syslog_ident: str = "speaqr-sip"
+
+
+@dataclass(frozen=True, slots=True)
+class AgiConfig:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    fastagi: FastAgiConfig = field(default_factory=FastAgiConfig)
+    logging: LoggingConfig = field(
+        default_factory=lambda: LoggingConfig(target="syslog", syslog_ident="speaqr-agi")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AriConnectionConfig:
+    url: str = "http://127.0.0.1:8088"
+    username: str = "speaqr"
+    password: str = ""
+    app: str = "loopback"
+    request_timeout: float = 5.0
+    connect_timeout: float = 5.0
+    heartbeat: float = 20.0
+    reconnect_initial: float = 0.5
+    reconnect_max: float = 30.0
+    # On SIGTERM: how long to wait for active calls to be torn down.
+    shutdown_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class MediaConfig:
+    bind_host: str = "127.0.0.1"
+    # Inbound frames waiting for the processor (each 20 ms); extra frames are dropped.
+    inbound_queue_frames: int = 50
+    # Processor output waiting to be played; the oldest audio is dropped beyond this.
+    max_backlog_ms: int = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorConfig:
+    # auto: speaqr when [speaqr].api_key is set, passthrough otherwise.
+    kind: Literal["auto", "passthrough", "speaqr"] = "auto"
+    # What to do when Speaqr fails: keep the call with passthrough, or hang up (503).
+    fallback: Literal["passthrough", "hangup"] = "passthrough"
+    start_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpeaqrConfig:
+    url: str = "https://public.speaqr.ai"
+    socketio_path: str = "socket.io"
+    api_key: str = ""
+    auth_style: Literal["header", "token"] = "header"
+    # Audio sent per upload message, in milliseconds.
+    chunk_ms: int = 200
+    # Sample rate of the WAV chunks sent to Speaqr (PCMU is 8000 Hz; others are resampled).
+    upload_sample_rate: int = 8000
+    # send_audio: one WAV file per chunk; stream: connect_stream/write_stream/disconnect_stream.
+    upload_mode: Literal["send_audio", "stream"] = "send_audio"
+    connect_timeout: float = 5.0
+    ack_timeout: float = 5.0
+    # Overrides of wire names, see speaqr_sip.speaqr_wire (event -> name, field -> name).
+    events: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AriAppConfig:
+    ari: AriConnectionConfig = field(default_factory=AriConnectionConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+    processor: ProcessorConfig = field(default_factory=ProcessorConfig)
+    speaqr: SpeaqrConfig = field(default_factory=SpeaqrConfig)
+    logging: LoggingConfig = field(
+        default_factory=lambda: LoggingConfig(target="stderr", syslog_ident="speaqr-ari")
+    )
+
+
+def _coerce(where: str, expected: Any, value: Any) -> Any:
+    origin = typing.get_origin(expected)
+    if origin is Literal:
+        choices = typing.get_args(expected)
+        if value not in choices:
+            raise ConfigError(
+                f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}"
+            )
+        return value
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ConfigError(f"{where} must be a table of strings")
+        return dict(value)
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, not {value!r}")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, not {value!r}")
+        if value < 0:
+            raise ConfigError(f"{where} must not be negative")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, not {value!r}")
+        return value
+    if is_dataclass(expected) and isinstance(expected, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"[{where}] must be a table")
+        return _build(expected, value, where)
+    raise ConfigError(f"{where}: unsupported type {expected!r}")  # pragma: no cover
+
+
+def _build[T](cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        place = f"[{where}]" if where else "the top level"
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {place}")
+    kwargs: dict[str, Any] = {}
+    defaults = cls()
+    for name, value in data.items():
+        key = f"{where}.{name}" if where else name
+        expected = hints[name]
+        if is_dataclass(expected) and isinstance(value, Mapping):
+            # Sub-tables start from the parent's default for that section.
+            base = getattr(defaults, name)
+            merged = {f.name: getattr(base, f.name) for f in fields(base)}
+            merged.update(value)
+            kwargs[name] = _coerce(key, expected, merged)
+        else:
+            kwargs[name] = _coerce(key, expected, value)
+    return cls(**kwargs)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except PermissionError as exc:
+        raise ConfigError(f"configuration file {path} is not readable") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+
+
+def resolve_path(explicit: str | None, env_var: str, default: Path) -> Path:
+    """``--config`` wins, then the environment variable, then the default path."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(env_var, "")
+    return Path(from_env) if from_env else default
+
+
+def parse_agi_config(data: Mapping[str, Any]) -> AgiConfig:
+    return _build(AgiConfig, data)
+
+
+def parse_ari_config(data: Mapping[str, Any]) -> AriAppConfig:
+    config = _build(AriAppConfig, data)
+    if config.speaqr.chunk_ms < 20 or config.speaqr.chunk_ms % 20:
+        raise ConfigError("speaqr.chunk_ms must be a positive multiple of 20")
+    if config.speaqr.upload_sample_rate not in (8000, 16000, 24000, 44100, 48000):
+        raise ConfigError("speaqr.upload_sample_rate must be 8000, 16000, 24000, 44100 or 48000")
+    if config.ari.reconnect_initial <= 0 or config.ari.reconnect_max < config.ari.reconnect_initial:
+        raise ConfigError("ari.reconnect_initial must be > 0 and <= ari.reconnect_max")
+    return config
+
+
+def load_agi_config(path: Path) -> AgiConfig:
+    return parse_agi_config(_read(path))
+
+
+def load_ari_config(path: Path) -> AriAppConfig:
+    return parse_ari_config(_read(path))

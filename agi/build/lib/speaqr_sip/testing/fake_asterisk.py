@@ -1,0 +1,103 @@
+"""A scripted Asterisk for AGI tests and benchmarks: sends the AGI environment, answers commands."""
+
+import threading
+from collections.abc import Mapping
+from typing import TextIO
+
+
+def split_agi_args(line: str) -> list[str]:
+    """Split an AGI command like Asterisk's parse_args(): quotes group, backslash escapes."""
+    args: list[str] = []
+    current: list[str] = []
+    quoted = escaped = in_token = False
+    for char in line:
+        if escaped:
+            current.append(char)
+            escaped = False
+            in_token = True
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+            in_token = True
+        elif char == " " and not quoted:
+            if in_token:
+                args.append("".join(current))
+                current, in_token = [], False
+        else:
+            current.append(char)
+            in_token = True
+    if in_token:
+        args.append("".join(current))
+    return args
+
+
+class FakeAsterisk:
+    """Answers GET VARIABLE from ``variables`` and records SET VARIABLE."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        variables: Mapping[str, str],
+        *,
+        hangup_after: int | None = None,
+    ) -> None:
+        self.env = dict(env)
+        self.variables = dict(variables)
+        self.set_vars: dict[str, str] = {}
+        self.commands: list[str] = []
+        self.hangup_after = hangup_after
+
+    def converse(self, reader: TextIO, writer: TextIO) -> None:
+        for key, value in self.env.items():
+            writer.write(f"{key}: {value}\n")
+        writer.write("\n")
+        writer.flush()
+        while True:
+            line = reader.readline()
+            if not line:
+                return
+            line = line.rstrip("\n")
+            self.commands.append(line)
+            if self.hangup_after is not None and len(self.commands) > self.hangup_after:
+                writer.write("HANGUP\n")
+                writer.flush()
+                return
+            args = split_agi_args(line)
+            reply: str
+            if args[:2] == ["GET", "VARIABLE"]:
+                found = self.variables.get(args[2])
+                # Asterisk's GET VARIABLE reads into a 1024-byte buffer.
+                reply = "200 result=0" if found is None else f"200 result=1 ({found[:1023]})"
+            elif args[:2] == ["SET", "VARIABLE"]:
+                self.set_vars[args[2]] = args[3]
+                reply = "200 result=1"
+            else:
+                reply = "510 Invalid or unknown command"
+            writer.write(reply + "\n")
+            writer.flush()
+
+    def start(self, reader: TextIO, writer: TextIO) -> threading.Thread:
+        thread = threading.Thread(target=self.converse, args=(reader, writer), daemon=True)
+        thread.start()
+        return thread
+
+
+def channel(
+    *,
+    service: str = "loopback",
+    endpoint: str = "alice",
+    headers: Mapping[str, str] | None = None,
+    call_id: str = "abc123@client",
+) -> tuple[dict[str, str], dict[str, str]]:
+    """An AGI environment and the channel's readable variables."""
+    env = {
+        "agi_request": "speaqr-agi-check",
+        "agi_channel": f"PJSIP/{endpoint}-00000001",
+        "agi_uniqueid": "1700000000.1",
+        "agi_arg_1": service,
+    }
+    variables = {"CHANNEL(pjsip,call-id)": call_id, "CHANNEL(endpoint)": endpoint}
+    for name, value in (headers or {}).items():
+        variables[f"PJSIP_HEADER(read,{name})"] = value
+    return env, variables
