@@ -1,0 +1,42 @@
+"""Asterisk's running state: modules, transport, endpoints of the inventory, security log."""
+
+import re
+
+
+def test_every_configured_module_runs(host, as_root, asterisk):
+    with as_root():
+        conf = host.file("/etc/asterisk/modules.conf").content_string
+    wanted = set(re.findall(r"^load\s*=>\s*(\S+)", conf, re.M))
+    shown = asterisk("module show")
+    running = {line.split()[0] for line in shown.splitlines() if re.search(r"\sRunning\s", line)}
+    assert wanted, "modules.conf loads nothing"
+    assert not wanted - running, f"configured but not running: {sorted(wanted - running)}"
+    assert "chan_sip.so" not in running
+
+
+def test_tls_transport_method(asterisk):
+    shown = asterisk("pjsip show transport transport-tls")
+    assert re.search(r"^\s*protocol\s*:\s*tls\s*$", shown, re.M), shown
+    assert re.search(r"^\s*method\s*:\s*tlsv1_[23]\s*$", shown, re.M), shown
+
+
+def test_endpoints_match_inventory(asterisk, present_users):
+    shown = asterisk("pjsip show endpoints")
+    endpoints = set(re.findall(r"^\s*Endpoint:\s+([^\s/<]+)/", shown, re.M))
+    assert endpoints == {u["username"] for u in present_users}
+
+
+def test_no_anonymous_endpoint(asterisk):
+    shown = asterisk("pjsip show endpoints")
+    assert not re.search(r"^\s*Endpoint:\s+anonymous\b", shown, re.M)
+
+
+def test_security_log_channel(asterisk):
+    shown = asterisk("logger show channels")
+    assert re.search(r"security\.log.*Security", shown, re.S | re.I), shown
+
+
+def test_users_context_placeholder(asterisk, inventory):
+    context = inventory["speaqr_asterisk_users_context"]
+    shown = asterisk(f"dialplan show loopback@{context}")
+    assert "Echo()" in shown, shown

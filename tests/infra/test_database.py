@@ -1,0 +1,39 @@
+"""The users table holds exactly the inventory's present users; the app account is least-privilege."""
+
+import pytest
+
+COLUMNS = ("username", "email", "source_language", "target_language", "voice", "enabled")
+
+
+@pytest.fixture(scope="module")
+def mysql(host, as_root, inventory):
+    database = inventory["speaqr_mariadb_database"]
+
+    def query(sql: str) -> list[list[str]]:
+        with as_root():
+            out = host.check_output(f"mariadb --batch --skip-column-names -e {sql!r} {database}")
+        return [line.split("\t") for line in out.splitlines()]
+
+    return query
+
+
+def test_users_table_matches_inventory(mysql, present_users):
+    rows = mysql("SELECT " + ", ".join(COLUMNS) + " FROM users ORDER BY username")
+    actual = [tuple(row) for row in rows]
+    expected = [(u["username"], u["email"], u["source_language"], u["target_language"], u["voice"],
+                 "1" if u["enabled"] else "0") for u in present_users]
+    assert actual == expected
+
+
+def test_migrations_recorded(mysql):
+    versions = [row[0] for row in mysql("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions and versions[0].startswith("0001_")
+
+
+def test_app_account_is_least_privilege(mysql, inventory):
+    user = inventory["speaqr_mariadb_app_user"]
+    for host_part in ("localhost", "127.0.0.1"):
+        grants = " ".join(row[0] for row in mysql(f"SHOW GRANTS FOR '{user}'@'{host_part}'"))
+        assert "ALL PRIVILEGES" not in grants
+        assert "GRANT USAGE ON *.*" in grants
+        assert "ON `speaqr`.* " not in grants.replace(inventory["speaqr_mariadb_database"], "speaqr")
