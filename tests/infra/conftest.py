@@ -51,7 +51,7 @@ def inventory(host) -> dict[str, Any]:
     values = result.get(expr)
     if not isinstance(values, list) or len(values) != len(INVENTORY_VARS):
         pytest.fail(f"could not read the inventory of the host under test: {result!r}")
-    return dict(zip(INVENTORY_VARS, values))
+    return dict(zip(INVENTORY_VARS, values, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,9 @@ def listening(host, as_root) -> list[dict[str, Any]]:
         address, _, port = local.rpartition(":")
         address = address.strip("[]").split("%")[0]
         process = re.search(r'users:\(\("([^"]+)"', line)
-        sockets.append({"proto": proto, "address": address, "port": int(port),
-                        "process": process.group(1) if process else ""})
+        sockets.append(
+            {"proto": proto, "address": address, "port": int(port), "process": process.group(1) if process else ""}
+        )
     return sockets
 
 

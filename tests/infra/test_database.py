@@ -20,8 +20,17 @@ def mysql(host, as_root, inventory):
 def test_users_table_matches_inventory(mysql, present_users):
     rows = mysql("SELECT " + ", ".join(COLUMNS) + " FROM users ORDER BY username")
     actual = [tuple(row) for row in rows]
-    expected = [(u["username"], u["email"], u["source_language"], u["target_language"], u["voice"],
-                 "1" if u["enabled"] else "0") for u in present_users]
+    expected = [
+        (
+            u["username"],
+            u["email"],
+            u["source_language"],
+            u["target_language"],
+            u["voice"],
+            "1" if u["enabled"] else "0",
+        )
+        for u in present_users
+    ]
     assert actual == expected
 
 

@@ -7,8 +7,12 @@ CONFIGS = ["pjsip.conf", "ari.conf", "http.conf", "modules.conf", "extensions.co
 
 @pytest.fixture(scope="module")
 def on_host(files, inventory):
-    paths = [inventory["speaqr_tls_private_key_path"], inventory["speaqr_tls_certificate_path"],
-             f"{inventory['speaqr_tls_lab_ca_dir']}/lab-ca.key", inventory["speaqr_users_pjsip_file"]]
+    paths = [
+        inventory["speaqr_tls_private_key_path"],
+        inventory["speaqr_tls_certificate_path"],
+        f"{inventory['speaqr_tls_lab_ca_dir']}/lab-ca.key",
+        inventory["speaqr_users_pjsip_file"],
+    ]
     return files(*paths, *(f"/etc/asterisk/{name}" for name in CONFIGS))
 
 
@@ -58,8 +62,16 @@ def test_pjsip_has_one_tls_transport(on_host):
 
 def test_pjsip_user_template_enforces_srtp_and_pcmu(on_host):
     lines = set(_lines(on_host, "pjsip.conf"))
-    for setting in ("media_encryption=sdes", "media_encryption_optimistic=no", "disallow=all", "allow=ulaw",
-                    "direct_media=no", "rtp_symmetric=yes", "force_rport=yes", "rewrite_contact=yes"):
+    for setting in (
+        "media_encryption=sdes",
+        "media_encryption_optimistic=no",
+        "disallow=all",
+        "allow=ulaw",
+        "direct_media=no",
+        "rtp_symmetric=yes",
+        "force_rport=yes",
+        "rewrite_contact=yes",
+    ):
         assert setting in lines, f"pjsip.conf lacks {setting}"
     assert [line for line in lines if line.startswith("allow=")] == ["allow=ulaw"]
 

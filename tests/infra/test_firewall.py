@@ -45,5 +45,6 @@ def test_udp_ports_accepted(input_chain, inventory):
 
 def test_rtp_range_open(inventory):
     rtp = f"{inventory['speaqr_asterisk_rtp_port_start']}-{inventory['speaqr_asterisk_rtp_port_end']}"
-    assert rtp in {str(p) for p in inventory["speaqr_base_firewall_udp_ports"]}, \
+    assert rtp in {str(p) for p in inventory["speaqr_base_firewall_udp_ports"]}, (
         f"the RTP range {rtp} is not among the firewall's UDP ports"
+    )

@@ -1,7 +1,6 @@
 """Listening sockets: SIP over TLS only, HTTP/ARI and MariaDB on loopback, nothing else reachable."""
 
 
-
 def is_loopback(address: str) -> bool:
     return address.startswith("127.") or address == "::1"
 
@@ -40,12 +39,16 @@ def test_mariadb_only_on_loopback(inventory, listening):
 
 def test_only_ssh_and_sip_tcp_reachable_from_outside(inventory, listening):
     allowed = {22, int(inventory["speaqr_asterisk_tls_port"])}
-    exposed = [s for s in listening
-               if s["proto"] == "tcp" and not is_loopback(s["address"]) and s["port"] not in allowed]
+    exposed = [
+        s for s in listening if s["proto"] == "tcp" and not is_loopback(s["address"]) and s["port"] not in allowed
+    ]
     assert not exposed, f"TCP listeners reachable from outside besides SSH and SIP/TLS: {exposed}"
 
 
 def test_only_asterisk_binds_udp_outside_loopback(listening):
-    others = [s for s in listening
-              if s["proto"] == "udp" and not is_loopback(s["address"]) and s["process"] not in ("asterisk",)]
+    others = [
+        s
+        for s in listening
+        if s["proto"] == "udp" and not is_loopback(s["address"]) and s["process"] not in ("asterisk",)
+    ]
     assert not others, f"UDP sockets of other processes reachable from outside: {others}"
