@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from ari_fake import PASSWORD, USERNAME, FakeAri, FakeChannel
 from speaqr_sip.ari.app import AriApplication
@@ -14,6 +15,9 @@ from speaqr_sip.ari.call import CallContext
 from speaqr_sip.ari.flows import FLOWS, Flow
 from speaqr_sip.config import parse_ari_config
 from speaqr_sip.rtp import RtpPacket
+
+# Explicit, so the tests run the same under any pytest configuration.
+pytestmark = pytest.mark.asyncio
 
 AGI_OK = {
     "SPEAQR_CHECK": "OK",
@@ -62,7 +66,7 @@ async def start_app(
     return app, stop, task, session
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def running(request: pytest.FixtureRequest) -> AsyncIterator[Running]:
     marker = request.node.get_closest_marker("app_config")
     sections: dict[str, Any] = marker.args[0] if marker else {}

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from ari_fake import PASSWORD, USERNAME, FakeAri
 from speaqr_sip.ari.app import AriApplication
@@ -16,8 +17,11 @@ from speaqr_sip.testing.dsp import band_energy_ratio, dominant_frequency, tone
 from speaqr_sip.testing.fake_speaqr import FakeSpeaqrServer
 from test_ari_app import AGI_OK, media_of
 
+# Explicit, so the tests run the same under any pytest configuration.
+pytestmark = pytest.mark.asyncio
 
-@pytest.fixture
+
+@pytest_asyncio.fixture
 async def speaqr_url() -> AsyncIterator[str]:
     server = FakeSpeaqrServer(shift_hz=300.0, api_key="k")
     port = await server.start("127.0.0.1", 0)

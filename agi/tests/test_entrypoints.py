@@ -8,11 +8,15 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from ari_fake import PASSWORD, USERNAME, FakeAri
 from speaqr_sip.ari.app import AriApplication
 from speaqr_sip.config import parse_ari_config
 from test_ari_app import AGI_OK, media_of
+
+# Explicit, so the tests run the same under any pytest configuration.
+pytestmark = pytest.mark.asyncio
 
 
 def free_port() -> int:

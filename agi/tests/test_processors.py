@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from speaqr_sip.audio import FRAME_BYTES, mp3_to_ulaw_frames, pcm16_wav, read_pcm16_wav
 from speaqr_sip.config import parse_ari_config
@@ -38,6 +39,7 @@ def tone_frames(freq: float, seconds: float) -> list[bytes]:
     return [ulaw[i : i + FRAME_BYTES] for i in range(0, len(ulaw), FRAME_BYTES)]
 
 
+@pytest.mark.asyncio
 async def test_passthrough_is_identity() -> None:
     proc = PassthroughProcessor()
     await proc.start(PARAMS)
@@ -49,6 +51,7 @@ async def test_passthrough_is_identity() -> None:
     assert received == sent
 
 
+@pytest.mark.asyncio
 async def test_frame_queue_drops_oldest_and_fails_loudly() -> None:
     queue = FrameQueue(2)
     for frame in (b"a", b"b", b"c"):
@@ -97,7 +100,7 @@ def test_selection_rule() -> None:
 # --- the adapter against the stand-in server on localhost ------------------------------
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def fake_speaqr() -> AsyncIterator[tuple[FakeSpeaqrServer, str]]:
     server = FakeSpeaqrServer(shift_hz=300.0, api_key="secret", reject_languages=("xx",))
     port = await server.start("127.0.0.1", 0)
@@ -137,6 +140,7 @@ async def feed_realtime(proc: SpeaqrProcessor, frames: list[bytes]) -> None:
     ("auth_style", "upload_mode", "upload_rate"),
     [("header", "send_audio", 8000), ("token", "stream", 16000)],
 )
+@pytest.mark.asyncio
 async def test_speaqr_adapter_gets_shifted_tone_back(
     fake_speaqr: tuple[FakeSpeaqrServer, str], auth_style: str, upload_mode: str, upload_rate: int
 ) -> None:
@@ -162,6 +166,7 @@ async def test_speaqr_adapter_gets_shifted_tone_back(
     assert server.stats.chunks >= 4
 
 
+@pytest.mark.asyncio
 async def test_speaqr_bad_key_fails_start(fake_speaqr: tuple[FakeSpeaqrServer, str]) -> None:
     server, url = fake_speaqr
     proc = speaqr_config(url, api_key="wrong")
@@ -171,6 +176,7 @@ async def test_speaqr_bad_key_fails_start(fake_speaqr: tuple[FakeSpeaqrServer, s
     assert server.stats.refused_connections == 1
 
 
+@pytest.mark.asyncio
 async def test_speaqr_unsupported_language_fails_start(
     fake_speaqr: tuple[FakeSpeaqrServer, str],
 ) -> None:
@@ -182,6 +188,7 @@ async def test_speaqr_unsupported_language_fails_start(
     await proc.close()
 
 
+@pytest.mark.asyncio
 async def test_speaqr_unreachable_fails_fast() -> None:
     proc = speaqr_config("http://127.0.0.1:9", connect_timeout=1.0)
     loop = asyncio.get_running_loop()
@@ -192,6 +199,7 @@ async def test_speaqr_unreachable_fails_fast() -> None:
     assert loop.time() - started < 3.0
 
 
+@pytest.mark.asyncio
 async def test_speaqr_error_midway_fails_the_frame_stream() -> None:
     server = FakeSpeaqrServer(error_after_chunks=1)
     port = await server.start("127.0.0.1", 0)

@@ -95,6 +95,7 @@ async def receive(sock: socket.socket, count: int, limit_s: float = 5.0) -> list
     return packets
 
 
+@pytest.mark.asyncio
 async def test_relay_echoes_with_rewritten_headers_and_drops_bad_packets() -> None:
     processor = PassthroughProcessor()
     await processor.start(PARAMS)
@@ -134,6 +135,7 @@ async def test_relay_echoes_with_rewritten_headers_and_drops_bad_packets() -> No
     assert relay.stats.sent == count
 
 
+@pytest.mark.asyncio
 async def test_relay_sends_to_the_hint_until_asterisk_speaks_then_locks() -> None:
     processor = PassthroughProcessor()
     relay = MediaRelay(processor, channel_id="c", on_failure=no_fallback)
@@ -158,6 +160,7 @@ async def test_relay_sends_to_the_hint_until_asterisk_speaks_then_locks() -> Non
         other.close()
 
 
+@pytest.mark.asyncio
 async def test_relay_falls_back_to_a_replacement_processor() -> None:
     replacement = PassthroughProcessor()
     calls: list[str] = []
@@ -183,6 +186,7 @@ async def test_relay_falls_back_to_a_replacement_processor() -> None:
     assert echoed[0].payload == b"\x01" * FRAME
 
 
+@pytest.mark.asyncio
 async def test_relay_without_fallback_returns_the_failure() -> None:
     relay = MediaRelay(FailingProcessor(), channel_id="c", on_failure=no_fallback)
     await relay.open("127.0.0.1")
