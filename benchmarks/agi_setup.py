@@ -111,9 +111,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "agi.toml"
-        config_path.write_text(
-            f'[database]\nhost = "127.0.0.1"\nport = {db_port}\n[logging]\ntarget = "stderr"\n'
-        )
+        config_path.write_text(f'[database]\nhost = "127.0.0.1"\nport = {db_port}\n[logging]\ntarget = "stderr"\n')
         for name, headers in SCENARIOS.items():
             results["plain_agi"][name] = measure(args.runs, lambda h=headers: plain_agi_once(config_path, h))
 
