@@ -2,6 +2,7 @@
 
 from tests.audio.analysis import (
     Delay,
+    SegmentMatch,
     active_segment,
     band_energy_ratio,
     compare,
@@ -9,6 +10,7 @@ from tests.audio.analysis import (
     estimate_delay,
     is_silent,
     rms_dbfs,
+    segmented_match,
     ulaw,
 )
 from tests.audio.generate import (
@@ -24,6 +26,7 @@ from tests.audio.generate import (
 __all__ = [
     "RATE",
     "Delay",
+    "SegmentMatch",
     "active_segment",
     "band_energy_ratio",
     "compare",
@@ -32,6 +35,7 @@ __all__ = [
     "is_silent",
     "read_wav",
     "rms_dbfs",
+    "segmented_match",
     "silence",
     "speech",
     "tone",

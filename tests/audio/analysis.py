@@ -9,6 +9,8 @@
   received signal; the lag of the peak is the delay (for an echo call that is
   the audio round trip) and the peak value (1.0 = identical shape, ~0 =
   unrelated) says whether the received audio *is* the sent audio.
+- ``segmented_match``: the same per quarter-second window, for calls whose delay
+  changes while they last (adaptive jitter buffers).
 - ``ulaw``: G.711 μ-law encode+decode, to model the PCMU channel in unit tests.
 """
 
@@ -162,6 +164,65 @@ def estimate_delay(sent: np.ndarray, received: np.ndarray, rate: int,
     return Delay(lag_samples=lag, lag_ms=1000.0 * lag / rate, peak=min(peak, 1.0), gain=gain)
 
 
+@dataclass(frozen=True)
+class SegmentMatch:
+    """Result of ``segmented_match``: the sent audio cut into windows, each found in the received.
+
+    windows: (start_s, lag_ms, peak) of every window of sent audio that is not silent.
+    matched_fraction: share of those windows whose peak reaches the threshold.
+    lag_ms_*: over the matched windows (None when none matched).
+    """
+
+    windows: list[tuple[float, float, float]]
+    threshold: float
+    matched_fraction: float
+    median_peak: float
+    lag_ms_first: float | None
+    lag_ms_min: float | None
+    lag_ms_median: float | None
+    lag_ms_max: float | None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["windows"] = [[round(a, 3), round(b, 2), round(c, 3)] for a, b, c in self.windows]
+        return d
+
+
+def segmented_match(sent: np.ndarray, received: np.ndarray, rate: int, window_s: float = 0.25,
+                    max_lag_s: float = 1.0, threshold: float = 0.9,
+                    silence_dbfs: float = -45.0) -> SegmentMatch:
+    """Look for each ``window_s`` piece of ``sent`` in ``received`` separately.
+
+    A real call's delay is not constant: an adaptive jitter buffer grows or
+    shrinks by whole packets when the host stalls, so one correlation over the
+    whole call can miss an echo that is perfectly intact piece by piece. Each
+    window is searched at lags 0..``max_lag_s`` after its own position.
+    """
+    s = np.asarray(sent, dtype=float)
+    r = np.asarray(received, dtype=float)
+    w = max(1, int(window_s * rate))
+    extra = int(max_lag_s * rate)
+    windows = []
+    for start in range(0, len(s) - w + 1, w):
+        seg = s[start: start + w]
+        if rms_dbfs(seg) < silence_dbfs:
+            continue
+        d = estimate_delay(seg, r[start: start + w + extra], rate, max_lag_s=max_lag_s)
+        windows.append((start / rate, d.lag_ms, d.peak))
+    matched = [x for x in windows if x[2] >= threshold]
+    lags = [x[1] for x in matched]
+    return SegmentMatch(
+        windows=windows,
+        threshold=threshold,
+        matched_fraction=len(matched) / len(windows) if windows else 0.0,
+        median_peak=float(np.median([x[2] for x in windows])) if windows else 0.0,
+        lag_ms_first=lags[0] if lags else None,
+        lag_ms_min=min(lags) if lags else None,
+        lag_ms_median=float(np.median(lags)) if lags else None,
+        lag_ms_max=max(lags) if lags else None,
+    )
+
+
 def ulaw(x: np.ndarray) -> np.ndarray:
     """G.711 μ-law round trip (8-bit companding + quantisation), float in, float out."""
     mu = 255.0
@@ -174,6 +235,7 @@ def ulaw(x: np.ndarray) -> np.ndarray:
 def compare(sent: np.ndarray, received: np.ndarray, rate: int, max_lag_s: float | None = 2.0) -> dict:
     """Everything a test wants to print about one sent/received pair."""
     d = estimate_delay(sent, received, rate, max_lag_s=max_lag_s)
+    seg = segmented_match(sent, received, rate, max_lag_s=max_lag_s or 1.0)
     active = active_segment(received, rate)
     return {
         "sent_dbfs": round(rms_dbfs(sent), 1),
@@ -182,4 +244,5 @@ def compare(sent: np.ndarray, received: np.ndarray, rate: int, max_lag_s: float 
         "received_freq_hz": round(dominant_frequency(active if active.size else received, rate), 1),
         "received_s": round(len(received) / rate, 3),
         "delay": d.as_dict(),
+        "segments": seg.as_dict(),
     }

@@ -8,7 +8,7 @@ Where the target is and who may log in, in order of precedence:
 | SIP address contacted | ``SPEAQR_SIP_ADDRESS`` | ``speaqr_sip_address``, else ``ansible_host`` |
 | SIP domain (certificate name) | ``SPEAQR_SIP_DOMAIN`` | ``speaqr_sip_domain``, else ``speaqr_asterisk_sip_domain`` |
 | CA file the server certificate is verified with | ``SPEAQR_LAB_CA`` | ``.lab/<inventory_hostname>/lab-ca.crt`` |
-| users | ``SPEAQR_SIP_USERS`` (JSON ``{"name": "password"}``) | ``speaqr_users`` (templated, ``state`` not ``absent``) |
+| users | ``SPEAQR_SIP_USERS`` (JSON ``{"name": "pw"}``) | ``speaqr_users`` (templated; present and enabled) |
 
 The client connects to the *domain* name and verifies the certificate against
 it, like a real softphone; ``--resolve DOMAIN=ADDRESS`` makes the name point at
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.audio import silence, speech, tone_bursts, write_wav
-from tests.sip.harness import TONE_HZ, SipClient, SipTarget, load_target
+from tests.audio import silence, speech, tone_bursts, write_wav  # noqa: E402
+from tests.sip.harness import TONE_HZ, SipClient, SipTarget, load_target  # noqa: E402
 
 
 @pytest.fixture(scope="module")

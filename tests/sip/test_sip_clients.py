@@ -21,6 +21,11 @@ from tests.audio import (
 from tests.sip.harness import TONE_HZ
 
 TLS_FAILURE_CODES = {408, 502, 503}
+# The echo is judged per quarter second of sent audio (tests.audio.segmented_match): a window
+# matches when its normalised cross-correlation peak reaches MATCH_PEAK; silence, another tone
+# or noise match no window at all, an intact echo matches nearly all of them.
+MATCH_PEAK = 0.9
+MATCH_FRACTION = 0.75
 
 
 def _tls_errors(result: dict) -> str:
@@ -101,19 +106,38 @@ def _media_checks(r):
     assert [p for p in media.get("rtpmap", []) if not p.startswith("telephone-event")] == ["PCMU/8000"], media
 
 
+def _round_trip_ms(c: dict) -> float | None:
+    """The echo delay: one lag for the whole call when one explains it, else the median of the
+    windows (an adaptive jitter buffer may have changed the delay during the call)."""
+    if c["delay"]["peak"] >= MATCH_PEAK:
+        return round(c["delay"]["lag_ms"], 2)
+    lag = c["segments"]["lag_ms_median"]
+    return round(lag, 2) if lag is not None else None
+
+
+def _judge_echo(c: dict, what: str) -> None:
+    seg = c["segments"]
+    assert seg["windows"], f"no audible {what} was sent? {c}"
+    assert seg["matched_fraction"] >= MATCH_FRACTION, (
+        f"the {what} did not come back: {seg['matched_fraction']:.0%} of the windows matched "
+        f"(peak >= {MATCH_PEAK}), need {MATCH_FRACTION:.0%}: {c}")
+    rt = _round_trip_ms(c)
+    assert rt is not None and 0 <= rt < 500, c
+
+
 def test_loopback_returns_the_same_tone(sip, sip_user, audio_files, tmp_path, sip_metrics, record_property):
     r, sent, received = _echo_call(sip, sip_user, audio_files["tone"], tmp_path, "tone")
     _media_checks(r)
     c = compare(sent, received, RATE, max_lag_s=1.0)
     record_property("sip_loopback_tone", c)
     sip_metrics.append({"test": "loopback tone", "invite_to_200_ms": r["invite_to_200_ms"],
-                        "round_trip_ms": c["delay"]["lag_ms"], "peak": c["delay"]["peak"], "rtp": r["rtp"]})
+                        "round_trip_ms": _round_trip_ms(c), "peak": c["delay"]["peak"],
+                        "matched_fraction": c["segments"]["matched_fraction"], "rtp": r["rtp"]})
     assert not is_silent(received), c
     echoed = active_segment(received, RATE)
     assert c["received_freq_hz"] == pytest.approx(TONE_HZ, abs=10), c
     assert band_energy_ratio(echoed, RATE, TONE_HZ) > 0.8, c
-    assert c["delay"]["peak"] > 0.9, c
-    assert 0 <= c["delay"]["lag_ms"] < 500, c
+    _judge_echo(c, "tone")
 
 
 def test_loopback_returns_the_same_speech(sip, sip_user, audio_files, tmp_path, sip_metrics, record_property):
@@ -124,10 +148,10 @@ def test_loopback_returns_the_same_speech(sip, sip_user, audio_files, tmp_path, 
     c = compare(sent, received, RATE, max_lag_s=1.0)
     record_property("sip_loopback_speech", c)
     sip_metrics.append({"test": "loopback speech", "invite_to_200_ms": r["invite_to_200_ms"],
-                        "round_trip_ms": c["delay"]["lag_ms"], "peak": c["delay"]["peak"], "rtp": r["rtp"]})
+                        "round_trip_ms": _round_trip_ms(c), "peak": c["delay"]["peak"],
+                        "matched_fraction": c["segments"]["matched_fraction"], "rtp": r["rtp"]})
     assert not is_silent(received), c
-    assert c["delay"]["peak"] > 0.8, c
-    assert 0 <= c["delay"]["lag_ms"] < 500, c
+    _judge_echo(c, "speech")
 
 
 def test_four_simultaneous_loopback_calls_each_get_their_own_audio(sip, sip_user, audio_files, tmp_path,
@@ -141,6 +165,7 @@ def test_four_simultaneous_loopback_calls_each_get_their_own_audio(sip, sip_user
         received, _ = read_wav(call["record"])
         c = compare(sent, received, RATE, max_lag_s=1.0)
         assert c["received_freq_hz"] == pytest.approx(TONE_HZ, abs=10), c
-        assert c["delay"]["peak"] > 0.9, c
+        _judge_echo(c, f"tone of call {call['index']}")
         sip_metrics.append({"test": "4 concurrent loopback", "invite_to_200_ms": call["invite_to_200_ms"],
-                            "round_trip_ms": c["delay"]["lag_ms"], "peak": c["delay"]["peak"]})
+                            "round_trip_ms": _round_trip_ms(c), "peak": c["delay"]["peak"],
+                            "matched_fraction": c["segments"]["matched_fraction"]})

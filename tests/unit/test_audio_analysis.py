@@ -18,6 +18,7 @@ from tests.audio import (
     is_silent,
     read_wav,
     rms_dbfs,
+    segmented_match,
     silence,
     speech,
     tone,
@@ -170,6 +171,54 @@ def test_compare_summarises_an_echo():
     assert c["received_freq_hz"] == pytest.approx(1000.0, abs=2)
     assert c["delay"]["lag_ms"] == pytest.approx(25.0, abs=0.1)
     assert c["delay"]["peak"] > 0.98
+
+
+# --- windowed matching (delay that changes during the call) ---------------------------
+
+def _echo_with_jump(sent: np.ndarray, first_lag: int, jump: int, at: int) -> np.ndarray:
+    """An echo whose delay grows by ``jump`` samples at sample ``at`` (a jitter buffer growing)."""
+    out = np.zeros(len(sent) + first_lag + jump + 800)
+    out[first_lag: first_lag + at] = sent[:at]
+    out[first_lag + at + jump: first_lag + len(sent) + jump] = sent[at:]
+    return out
+
+
+def test_segments_find_an_echo_whose_delay_jumps():
+    sent = rng.normal(0, 0.2, 3 * RATE)
+    received = _echo_with_jump(ulaw(sent), 200, 960, 12000)           # 25 ms, then 145 ms from 1.5 s
+    whole = estimate_delay(sent, received, RATE)
+    assert whole.peak < 0.8                                           # one lag cannot explain it all
+    m = segmented_match(sent, received, RATE)
+    assert m.matched_fraction == 1.0
+    assert m.lag_ms_first == pytest.approx(25.0, abs=0.2)
+    assert m.lag_ms_min == pytest.approx(25.0, abs=0.2)
+    assert m.lag_ms_max == pytest.approx(145.0, abs=0.2)
+
+
+def test_segments_of_tone_bursts_match_their_echo():
+    sent = tone_bursts(1000.0)
+    m = segmented_match(sent, delayed(ulaw(sent), 200, noise_dbfs=-60), RATE)
+    assert m.matched_fraction == 1.0
+    assert m.median_peak > 0.98
+
+
+@pytest.mark.parametrize("received", [
+    silence(2.0),
+    rng.normal(0, 10 ** (-65 / 20), 2 * RATE),
+    np.concatenate([silence(0.025), tone_bursts(1200.0), silence(0.5)]),
+], ids=["silence", "hiss", "other-tone"])
+def test_segments_do_not_match_other_audio(received):
+    m = segmented_match(tone_bursts(1000.0), received, RATE)
+    assert m.matched_fraction == 0.0
+    assert m.lag_ms_median is None
+    assert m.median_peak < 0.2
+
+
+def test_segments_skip_silent_windows():
+    sent = np.concatenate([silence(1.0), tone_bursts(1000.0)])
+    m = segmented_match(sent, delayed(sent, 200), RATE)
+    assert all(start >= 1.0 for start, _, _ in m.windows)
+    assert segmented_match(silence(1.0), silence(1.0), RATE).windows == []
 
 
 # --- files ---------------------------------------------------------------------------
