@@ -7,7 +7,8 @@ Where the target is and who may log in, in order of precedence:
 | network namespace the clients run in | ``SPEAQR_TARGET_NETNS`` (empty: run on this host) | - |
 | SIP address contacted | ``SPEAQR_SIP_ADDRESS`` | ``speaqr_sip_address``, else ``ansible_host`` |
 | SIP domain (certificate name) | ``SPEAQR_SIP_DOMAIN`` | ``speaqr_sip_domain``, else ``speaqr_asterisk_sip_domain`` |
-| CA file the server certificate is verified with | ``SPEAQR_LAB_CA`` | ``.lab/<inventory_hostname>/lab-ca.crt`` |
+| CA file the server certificate is verified with | ``SPEAQR_LAB_CA`` | ``.lab/<inventory_hostname>/lab-ca.crt``; the |
+| | | system trust store when ``speaqr_tls_mode`` is ``provided`` |
 | users | ``SPEAQR_SIP_USERS`` (JSON ``{"name": "pw"}``) | ``speaqr_users`` (templated; present and enabled) |
 
 The client connects to the *domain* name and verifies the certificate against

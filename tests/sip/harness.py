@@ -61,6 +61,17 @@ def _users_from_inventory(raw) -> dict[str, str]:
     return users
 
 
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def _ca_file(host, inventory_hostname: str) -> str:
+    """Lab mode: the lab CA the TLS role fetched (``playbooks/../.lab/<host>/lab-ca.crt``);
+    provided mode (a public CA's certificate): the system's trust store, like any softphone."""
+    if _templated(host, "speaqr_tls_mode") == "provided":
+        return SYSTEM_CA_BUNDLE
+    return str(ROOT / ".lab" / inventory_hostname / "lab-ca.crt")
+
+
 def load_target(host) -> SipTarget:
     """The target of testinfra's ``host`` (its inventory), with environment overrides."""
     env = os.environ
@@ -76,7 +87,7 @@ def load_target(host) -> SipTarget:
         inv_name = getattr(host.backend, "host", None) or host.backend.get_hostname()
         address = address or _templated(host, "speaqr_sip_address") or _templated(host, "ansible_host")
         domain = domain or _templated(host, "speaqr_sip_domain") or _templated(host, "speaqr_asterisk_sip_domain")
-        ca = ca or str(ROOT / ".lab" / inv_name / "lab-ca.crt")
+        ca = ca or _ca_file(host, inv_name)
         users = users or _users_from_inventory(_templated(host, "speaqr_users"))
     if not (address and domain and users):
         pytest.fail(f"incomplete SIP target: address={address!r} domain={domain!r} users={list(users or [])}")
