@@ -38,19 +38,18 @@ def is_silent(x: np.ndarray, threshold_dbfs: float = SILENCE_DBFS) -> bool:
     return rms_dbfs(x) < threshold_dbfs
 
 
-def active_segment(x: np.ndarray, rate: int, threshold_dbfs: float = -40.0,
-                   frame_s: float = 0.01) -> np.ndarray:
+def active_segment(x: np.ndarray, rate: int, threshold_dbfs: float = -40.0, frame_s: float = 0.01) -> np.ndarray:
     """``x`` from its first to its last frame louder than ``threshold_dbfs`` (empty if none)."""
     x = np.asarray(x, dtype=float)
     n = max(1, int(frame_s * rate))
     frames = x[: len(x) // n * n].reshape(-1, n)
     if frames.size == 0:
         return x[:0]
-    level = np.sqrt(np.mean(frames ** 2, axis=1))
+    level = np.sqrt(np.mean(frames**2, axis=1))
     loud = np.nonzero(level >= 10 ** (threshold_dbfs / 20))[0]
     if loud.size == 0:
         return x[:0]
-    return x[loud[0] * n: (loud[-1] + 1) * n]
+    return x[loud[0] * n : (loud[-1] + 1) * n]
 
 
 def _spectrum(x: np.ndarray, rate: int, min_resolution_hz: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +75,7 @@ def dominant_frequency(x: np.ndarray, rate: int, min_hz: float = 20.0) -> float:
     if mag[k] == 0:
         return 0.0
     if 0 < k < len(mag) - 1:
-        a, b, c = np.log(mag[k - 1: k + 2] + 1e-30)
+        a, b, c = np.log(mag[k - 1 : k + 2] + 1e-30)
         denom = a - 2 * b + c
         offset = 0.5 * (a - c) / denom if denom != 0 else 0.0
     else:
@@ -87,7 +86,7 @@ def dominant_frequency(x: np.ndarray, rate: int, min_hz: float = 20.0) -> float:
 def band_energy_ratio(x: np.ndarray, rate: int, freq_hz: float, half_width_hz: float = 50.0) -> float:
     """Fraction (0..1) of the spectral energy within ``freq_hz`` ± ``half_width_hz``."""
     freqs, mag = _spectrum(x, rate)
-    power = mag ** 2
+    power = mag**2
     total = power.sum()
     if total <= 0:
         return 0.0
@@ -113,8 +112,9 @@ class Delay:
         return asdict(self)
 
 
-def estimate_delay(sent: np.ndarray, received: np.ndarray, rate: int,
-                   min_lag_s: float = 0.0, max_lag_s: float | None = None) -> Delay:
+def estimate_delay(
+    sent: np.ndarray, received: np.ndarray, rate: int, min_lag_s: float = 0.0, max_lag_s: float | None = None
+) -> Delay:
     """Find where ``sent`` occurs in ``received``.
 
     For every lag k (``received[k + i]`` compared with ``sent[i]``) within
@@ -137,12 +137,12 @@ def estimate_delay(sent: np.ndarray, received: np.ndarray, rate: int,
     nfft = 1 << (n + m - 1 - 1).bit_length()
     full = np.fft.irfft(np.fft.rfft(r, nfft) * np.conj(np.fft.rfft(s, nfft)), nfft)
     lags = np.arange(-(m - 1), n)
-    corr = np.concatenate([full[nfft - (m - 1):], full[:n]]) if m > 1 else full[:n]
+    corr = np.concatenate([full[nfft - (m - 1) :], full[:n]]) if m > 1 else full[:n]
 
     # energy of the received window r[k : k+m] for every lag, zeros outside r
     padded = np.concatenate([np.zeros(m - 1), r, np.zeros(m - 1)])
     cs = np.concatenate([[0.0], np.cumsum(padded * padded)])
-    er = cs[m: m + len(lags)] - cs[: len(lags)]
+    er = cs[m : m + len(lags)] - cs[: len(lags)]
     er = np.maximum(er, 1e-12 * es)
     ncc = corr / np.sqrt(es * er)
 
@@ -155,7 +155,7 @@ def estimate_delay(sent: np.ndarray, received: np.ndarray, rate: int,
     peak = float(ncc[idx])
     frac = 0.0
     if window.start < idx < window.stop - 1:
-        a, b, c = ncc[idx - 1: idx + 2]
+        a, b, c = ncc[idx - 1 : idx + 2]
         denom = a - 2 * b + c
         if denom < 0:
             frac = float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5))
@@ -188,9 +188,15 @@ class SegmentMatch:
         return d
 
 
-def segmented_match(sent: np.ndarray, received: np.ndarray, rate: int, window_s: float = 0.25,
-                    max_lag_s: float = 1.0, threshold: float = 0.9,
-                    silence_dbfs: float = -45.0) -> SegmentMatch:
+def segmented_match(
+    sent: np.ndarray,
+    received: np.ndarray,
+    rate: int,
+    window_s: float = 0.25,
+    max_lag_s: float = 1.0,
+    threshold: float = 0.9,
+    silence_dbfs: float = -45.0,
+) -> SegmentMatch:
     """Look for each ``window_s`` piece of ``sent`` in ``received`` separately.
 
     A real call's delay is not constant: an adaptive jitter buffer grows or
@@ -204,10 +210,10 @@ def segmented_match(sent: np.ndarray, received: np.ndarray, rate: int, window_s:
     extra = int(max_lag_s * rate)
     windows = []
     for start in range(0, len(s) - w + 1, w):
-        seg = s[start: start + w]
+        seg = s[start : start + w]
         if rms_dbfs(seg) < silence_dbfs:
             continue
-        d = estimate_delay(seg, r[start: start + w + extra], rate, max_lag_s=max_lag_s)
+        d = estimate_delay(seg, r[start : start + w + extra], rate, max_lag_s=max_lag_s)
         windows.append((start / rate, d.lag_ms, d.peak))
     matched = [x for x in windows if x[2] >= threshold]
     lags = [x[1] for x in matched]

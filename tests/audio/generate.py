@@ -18,8 +18,9 @@ import numpy as np
 RATE = 8000  # Hz: the PCMU clock rate and the client's conference-bridge rate
 
 
-def tone(freq_hz: float, duration_s: float, rate: int = RATE, amplitude: float = 0.5,
-         fade_s: float = 0.005) -> np.ndarray:
+def tone(
+    freq_hz: float, duration_s: float, rate: int = RATE, amplitude: float = 0.5, fade_s: float = 0.005
+) -> np.ndarray:
     """A sine tone; short raised-cosine fades avoid clicks at both ends."""
     n = round(duration_s * rate)
     t = np.arange(n) / rate
@@ -36,8 +37,12 @@ def silence(duration_s: float, rate: int = RATE) -> np.ndarray:
     return np.zeros(round(duration_s * rate))
 
 
-def tone_bursts(freq_hz: float, pattern_s: list[float] | tuple[float, ...] = (0.30, 0.10, 0.20, 0.25, 0.40),
-                rate: int = RATE, amplitude: float = 0.5) -> np.ndarray:
+def tone_bursts(
+    freq_hz: float,
+    pattern_s: list[float] | tuple[float, ...] = (0.30, 0.10, 0.20, 0.25, 0.40),
+    rate: int = RATE,
+    amplitude: float = 0.5,
+) -> np.ndarray:
     """Alternating tone/silence segments (durations in ``pattern_s``, starting with tone).
 
     A continuous tone correlates with itself shifted by any whole period, so
@@ -78,8 +83,9 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     return data.astype(float) / 32768.0, rate
 
 
-def speech(text: str, path: str | Path, rate: int = RATE, voice: str = "en",
-           words_per_minute: int = 150, pad_s: float = 0.2) -> Path:
+def speech(
+    text: str, path: str | Path, rate: int = RATE, voice: str = "en", words_per_minute: int = 150, pad_s: float = 0.2
+) -> Path:
     """Speak ``text`` with espeak-ng into an 8 kHz mono 16-bit WAV at ``path``.
 
     ``pad_s`` of silence is added at both ends (sox ``pad``) so that the
@@ -91,9 +97,29 @@ def speech(text: str, path: str | Path, rate: int = RATE, voice: str = "en",
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "espeak.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(raw), text],
-                       check=True, capture_output=True)
-        subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", "-e", "signed-integer",
-                        str(path), "pad", str(pad_s), str(pad_s)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(words_per_minute), "-w", str(raw), text],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "sox",
+                str(raw),
+                "-r",
+                str(rate),
+                "-c",
+                "1",
+                "-b",
+                "16",
+                "-e",
+                "signed-integer",
+                str(path),
+                "pad",
+                str(pad_s),
+                str(pad_s),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return path

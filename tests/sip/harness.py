@@ -31,7 +31,7 @@ class SipTarget:
     address: str
     domain: str
     ca: str
-    users: dict[str, str]                 # username -> password, in inventory order
+    users: dict[str, str]  # username -> password, in inventory order
     netns: str = ""
     port: int = 5061
     resolve: bool = True
@@ -82,8 +82,10 @@ def load_target(host) -> SipTarget:
     inv_name = None
     if not (address and domain and ca and users):
         if host.backend.NAME != "ansible":
-            pytest.skip("no SIP target: run under testinfra's ansible backend or set "
-                        "SPEAQR_SIP_ADDRESS, SPEAQR_SIP_DOMAIN, SPEAQR_LAB_CA and SPEAQR_SIP_USERS")
+            pytest.skip(
+                "no SIP target: run under testinfra's ansible backend or set "
+                "SPEAQR_SIP_ADDRESS, SPEAQR_SIP_DOMAIN, SPEAQR_LAB_CA and SPEAQR_SIP_USERS"
+            )
         inv_name = getattr(host.backend, "host", None) or host.backend.get_hostname()
         address = address or _templated(host, "speaqr_sip_address") or _templated(host, "ansible_host")
         domain = domain or _templated(host, "speaqr_sip_domain") or _templated(host, "speaqr_asterisk_sip_domain")
@@ -93,9 +95,15 @@ def load_target(host) -> SipTarget:
         pytest.fail(f"incomplete SIP target: address={address!r} domain={domain!r} users={list(users or [])}")
     if not Path(ca).is_file():
         pytest.fail(f"lab CA file {ca} not found (the TLS role fetches it to .lab/<host>/lab-ca.crt)")
-    return SipTarget(address=address, domain=domain, ca=ca, users=dict(users),
-                     netns=env.get("SPEAQR_TARGET_NETNS", ""), resolve=env.get("SPEAQR_SIP_RESOLVE", "1") != "0",
-                     inventory_hostname=inv_name)
+    return SipTarget(
+        address=address,
+        domain=domain,
+        ca=ca,
+        users=dict(users),
+        netns=env.get("SPEAQR_TARGET_NETNS", ""),
+        resolve=env.get("SPEAQR_SIP_RESOLVE", "1") != "0",
+        inventory_hostname=inv_name,
+    )
 
 
 class SipClient:
@@ -109,8 +117,7 @@ class SipClient:
         cmd = []
         if t.netns:
             cmd += ["ip", "netns", "exec", t.netns]
-        cmd += [sys.executable, "-m", "tests.sipclient", sub, "--user", user, "--domain", t.domain,
-                "--ca", ca or t.ca]
+        cmd += [sys.executable, "-m", "tests.sipclient", sub, "--user", user, "--domain", t.domain, "--ca", ca or t.ca]
         if t.resolve and t.domain != t.address:
             cmd += ["--server", f"{t.domain}:{t.port}", "--resolve", f"{t.domain}={t.address}"]
         else:
@@ -121,17 +128,31 @@ class SipClient:
 
     def env(self, password: str) -> dict:
         env = dict(os.environ)
-        env["SIPCLIENT_PASSWORD"] = password      # not on the command line (ps, logs)
+        env["SIPCLIENT_PASSWORD"] = password  # not on the command line (ps, logs)
         return env
 
     def _password(self, user: str, password: str | None) -> str:
         return password if password is not None else self.t.users[user]
 
-    def run(self, sub: str, user: str, *extra: str, password: str | None = None, ca: str | None = None,
-            timeout: float = CLIENT_TIMEOUT_S) -> dict:
+    def run(
+        self,
+        sub: str,
+        user: str,
+        *extra: str,
+        password: str | None = None,
+        ca: str | None = None,
+        timeout: float = CLIENT_TIMEOUT_S,
+    ) -> dict:
         cmd = self.argv(sub, user, *extra, ca=ca)
-        p = subprocess.run(cmd, cwd=ROOT, env=self.env(self._password(user, password)), capture_output=True,
-                           text=True, timeout=timeout, check=False)
+        p = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            env=self.env(self._password(user, password)),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         return _parse(p.stdout, p.stderr, p.returncode, cmd)
 
     def register(self, user: str, **kw) -> dict:
@@ -146,8 +167,15 @@ class SipClient:
     def default_headers(self, user: str) -> dict:
         return {"X-Origin": user, "X-Destination": "test"}
 
-    def hold(self, user: str, to: str = "loopback", *extra: str, workdir: Path, headers: dict | None = None,
-             password: str | None = None) -> HeldCall:
+    def hold(
+        self,
+        user: str,
+        to: str = "loopback",
+        *extra: str,
+        workdir: Path,
+        headers: dict | None = None,
+        password: str | None = None,
+    ) -> HeldCall:
         """Start a call that stays up until ``HeldCall.stop()``; returns once it is connected (or failed)."""
         ready = workdir / f"hold-{user}-{time.monotonic_ns()}.ready"
         args = ["--to", to, "--until-signal", "--ready-file", str(ready)]
@@ -157,8 +185,9 @@ class SipClient:
         out = workdir / f"{ready.stem}.out"
         err = workdir / f"{ready.stem}.err"
         with out.open("w") as fo, err.open("w") as fe:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env(self._password(user, password)),
-                                    stdout=fo, stderr=fe, text=True)
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=self.env(self._password(user, password)), stdout=fo, stderr=fe, text=True
+            )
         held = HeldCall(proc, ready, out, err, cmd)
         held.wait_ready()
         return held
@@ -201,5 +230,3 @@ def _parse(stdout: str, stderr: str, rc: int, cmd: list[str]) -> dict:
     except (IndexError, json.JSONDecodeError) as exc:
         tail = "\n".join(stderr.splitlines()[-30:])
         raise ClientError(f"sipclient rc={rc} gave no JSON ({exc}); cmd={' '.join(cmd)}\n{tail}") from exc
-
-

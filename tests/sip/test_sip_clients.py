@@ -38,6 +38,7 @@ def _tls_errors(result: dict) -> str:
 
 # --- registration -----------------------------------------------------------------------
 
+
 def test_register_over_tls_verified_against_lab_ca(sip, sip_target):
     for user in sip_target.users:
         r = sip.register(user)
@@ -62,9 +63,26 @@ def test_register_of_unknown_user_is_refused(sip):
 
 def test_client_not_trusting_the_server_ca_cannot_register(sip, sip_user, tmp_path):
     key, crt = tmp_path / "other-ca.key", tmp_path / "other-ca.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(crt), "-days", "1", "-subj", "/CN=Some other CA"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=Some other CA",
+        ],
+        check=True,
+        capture_output=True,
+    )
     r = sip.register(sip_user, ca=str(crt))
     assert not r["ok"], r
     assert r["status"] in TLS_FAILURE_CODES, r
@@ -73,6 +91,7 @@ def test_client_not_trusting_the_server_ca_cannot_register(sip, sip_user, tmp_pa
 
 
 # --- refused offers ------------------------------------------------------------------
+
 
 def test_call_offering_plain_rtp_is_refused_488(sip, sip_user):
     r = sip.call(sip_user, "loopback", "--srtp", "disabled", "--duration", "0.5")
@@ -87,6 +106,7 @@ def test_call_offering_only_pcma_is_refused_488(sip, sip_user):
 
 
 # --- loopback audio --------------------------------------------------------------------
+
 
 def _echo_call(sip, user, wav, tmp_path, name):
     rec = tmp_path / f"{name}-received.wav"
@@ -120,7 +140,8 @@ def _judge_echo(c: dict, what: str) -> None:
     assert seg["windows"], f"no audible {what} was sent? {c}"
     assert seg["matched_fraction"] >= MATCH_FRACTION, (
         f"the {what} did not come back: {seg['matched_fraction']:.0%} of the windows matched "
-        f"(peak >= {MATCH_PEAK}), need {MATCH_FRACTION:.0%}: {c}")
+        f"(peak >= {MATCH_PEAK}), need {MATCH_FRACTION:.0%}: {c}"
+    )
     rt = _round_trip_ms(c)
     assert rt is not None and 0 <= rt < 500, c
 
@@ -130,9 +151,16 @@ def test_loopback_returns_the_same_tone(sip, sip_user, audio_files, tmp_path, si
     _media_checks(r)
     c = compare(sent, received, RATE, max_lag_s=1.0)
     record_property("sip_loopback_tone", c)
-    sip_metrics.append({"test": "loopback tone", "invite_to_200_ms": r["invite_to_200_ms"],
-                        "round_trip_ms": _round_trip_ms(c), "peak": c["delay"]["peak"],
-                        "matched_fraction": c["segments"]["matched_fraction"], "rtp": r["rtp"]})
+    sip_metrics.append(
+        {
+            "test": "loopback tone",
+            "invite_to_200_ms": r["invite_to_200_ms"],
+            "round_trip_ms": _round_trip_ms(c),
+            "peak": c["delay"]["peak"],
+            "matched_fraction": c["segments"]["matched_fraction"],
+            "rtp": r["rtp"],
+        }
+    )
     assert not is_silent(received), c
     echoed = active_segment(received, RATE)
     assert c["received_freq_hz"] == pytest.approx(TONE_HZ, abs=10), c
@@ -147,15 +175,21 @@ def test_loopback_returns_the_same_speech(sip, sip_user, audio_files, tmp_path, 
     _media_checks(r)
     c = compare(sent, received, RATE, max_lag_s=1.0)
     record_property("sip_loopback_speech", c)
-    sip_metrics.append({"test": "loopback speech", "invite_to_200_ms": r["invite_to_200_ms"],
-                        "round_trip_ms": _round_trip_ms(c), "peak": c["delay"]["peak"],
-                        "matched_fraction": c["segments"]["matched_fraction"], "rtp": r["rtp"]})
+    sip_metrics.append(
+        {
+            "test": "loopback speech",
+            "invite_to_200_ms": r["invite_to_200_ms"],
+            "round_trip_ms": _round_trip_ms(c),
+            "peak": c["delay"]["peak"],
+            "matched_fraction": c["segments"]["matched_fraction"],
+            "rtp": r["rtp"],
+        }
+    )
     assert not is_silent(received), c
     _judge_echo(c, "speech")
 
 
-def test_four_simultaneous_loopback_calls_each_get_their_own_audio(sip, sip_user, audio_files, tmp_path,
-                                                                   sip_metrics):
+def test_four_simultaneous_loopback_calls_each_get_their_own_audio(sip, sip_user, audio_files, tmp_path, sip_metrics):
     rec = tmp_path / "conc.wav"
     r = sip.call(sip_user, "loopback", "--concurrent", "4", "--play", str(audio_files["tone"]), "--record", str(rec))
     assert len(r["calls"]) == 4, r
@@ -166,6 +200,12 @@ def test_four_simultaneous_loopback_calls_each_get_their_own_audio(sip, sip_user
         c = compare(sent, received, RATE, max_lag_s=1.0)
         assert c["received_freq_hz"] == pytest.approx(TONE_HZ, abs=10), c
         _judge_echo(c, f"tone of call {call['index']}")
-        sip_metrics.append({"test": "4 concurrent loopback", "invite_to_200_ms": call["invite_to_200_ms"],
-                            "round_trip_ms": _round_trip_ms(c), "peak": c["delay"]["peak"],
-                            "matched_fraction": c["segments"]["matched_fraction"]})
+        sip_metrics.append(
+            {
+                "test": "4 concurrent loopback",
+                "invite_to_200_ms": call["invite_to_200_ms"],
+                "round_trip_ms": _round_trip_ms(c),
+                "peak": c["delay"]["peak"],
+                "matched_fraction": c["segments"]["matched_fraction"],
+            }
+        )

@@ -43,8 +43,16 @@ def _apply_users(users: list[dict], limit: str, workdir: Path) -> float:
     extra = workdir / "speaqr-users.json"
     extra.touch(mode=0o600)
     extra.write_text(json.dumps({"speaqr_users": users}))
-    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", _inventory(),
-           str(ROOT / "playbooks" / "users.yml"), "--limit", limit, "-e", f"@{extra}"]
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        _inventory(),
+        str(ROOT / "playbooks" / "users.yml"),
+        "--limit",
+        limit,
+        "-e",
+        f"@{extra}",
+    ]
     t0 = time.monotonic()
     try:
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
@@ -54,16 +62,26 @@ def _apply_users(users: list[dict], limit: str, workdir: Path) -> float:
     return time.monotonic() - t0
 
 
-@pytest.mark.skipif(_inventory() is None, reason="changes users: only under molecule or with "
-                                                 "SPEAQR_ALLOW_USER_CHANGES=1 and SPEAQR_INVENTORY")
-def test_removed_user_cannot_register_while_another_users_call_stays_up(host, sip, sip_target, audio_files,
-                                                                          tmp_path, sip_metrics):
+@pytest.mark.skipif(
+    _inventory() is None,
+    reason="changes users: only under molecule or with SPEAQR_ALLOW_USER_CHANGES=1 and SPEAQR_INVENTORY",
+)
+def test_removed_user_cannot_register_while_another_users_call_stays_up(
+    host, sip, sip_target, audio_files, tmp_path, sip_metrics
+):
     limit = sip_target.inventory_hostname
     assert limit, "needs testinfra's ansible backend"
     users = _inventory_users(host)
     assert all(u.get("username") != PROBE_USER for u in users)
-    probe = {"username": PROBE_USER, "password": secrets.token_urlsafe(18), "email": "qa-probe@example.invalid",
-             "source_language": "en-us", "target_language": "es-es", "voice": "N", "state": "present"}
+    probe = {
+        "username": PROBE_USER,
+        "password": secrets.token_urlsafe(18),
+        "email": "qa-probe@example.invalid",
+        "source_language": "en-us",
+        "target_language": "es-es",
+        "voice": "N",
+        "state": "present",
+    }
     caller = sip_target.first_user
     held = None
     added = False
@@ -75,7 +93,7 @@ def test_removed_user_cannot_register_while_another_users_call_stays_up(host, si
 
         held = sip.hold(caller, "loopback", "--play", str(audio_files["tone"]), workdir=tmp_path)
         assert held.state["connected"] == [True], held.state
-        time.sleep(1.0)          # RTP established in both directions before the change
+        time.sleep(1.0)  # RTP established in both directions before the change
 
         # the probe user disappears from the inventory (speaqr_users_purge removes it everywhere)
         took = _apply_users(users, limit, tmp_path)

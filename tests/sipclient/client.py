@@ -58,24 +58,24 @@ def now_ms() -> float:
 
 @dataclass
 class Options:
-    server: str                      # host[:port] contacted over TLS (default port 5061)
-    domain: str                      # SIP domain: identity sip:user@domain, registrar, request URIs
+    server: str  # host[:port] contacted over TLS (default port 5061)
+    domain: str  # SIP domain: identity sip:user@domain, registrar, request URIs
     user: str
     password: str
-    ca: str | None = None            # CA file the server certificate is verified against
+    ca: str | None = None  # CA file the server certificate is verified against
     verify_server: bool = True
     srtp: str = "mandatory"
     codec: str = "PCMU"
-    log_level: int = 1               # pjsip log level written to stderr (0..6)
+    log_level: int = 1  # pjsip log level written to stderr (0..6)
     max_calls: int = 4
     tls_timeout_ms: int = 5000
-    tcp_nodelay: bool = True         # False only to demonstrate what Nagle costs
+    tcp_nodelay: bool = True  # False only to demonstrate what Nagle costs
     reg_timeout_s: float = 10.0
 
     @property
     def server_hostport(self) -> str:
         host = self.server
-        if host.startswith("["):                       # [v6]:port
+        if host.startswith("["):  # [v6]:port
             return host if "]:" in host else f"{host}:5061"
         return host if ":" in host else f"{host}:5061"
 
@@ -153,8 +153,9 @@ class _Account(pj.Account):
 class _Call(pj.Call):
     """One outgoing call with its own player and recorder."""
 
-    def __init__(self, session: Session, acc: _Account, index: int, play: str | None,
-                 record: str | None, loop_play: bool = False):
+    def __init__(
+        self, session: Session, acc: _Account, index: int, play: str | None, record: str | None, loop_play: bool = False
+    ):
         super().__init__(acc)
         self.session = session
         self.index = index
@@ -176,7 +177,7 @@ class _Call(pj.Call):
         self.disconnected = False
         self.call_id: str | None = None
         self.last_rtp: dict = {}
-        self.rtp_samples: list[tuple[float, int, int]] = []   # (t_ms, tx_pkt, rx_pkt)
+        self.rtp_samples: list[tuple[float, int, int]] = []  # (t_ms, tx_pkt, rx_pkt)
         self.codec: str | None = None
         self.errors: list[str] = []
 
@@ -299,7 +300,8 @@ class _Call(pj.Call):
             "invites_sent": len(self.invite_tx_ms),
             "make_to_confirmed_ms": span(self.t_make, self.t_confirmed),
             "duration_s": round((self.t_disconnected - self.t_confirmed) / 1000.0, 3)
-            if self.t_confirmed and self.t_disconnected else None,
+            if self.t_confirmed and self.t_disconnected
+            else None,
             "codec": self.codec,
             "media": _sdp_summary(self.answer_sdp),
             "rtp": self.last_rtp,
@@ -465,7 +467,7 @@ class Session:
             self.hangup_all()
             for c in self.calls:
                 for port in (c.player, c.recorder):
-                    _destroy(port)       # the recorder finalises its WAV header here
+                    _destroy(port)  # the recorder finalises its WAV header here
                 c.release_media()
             for c in self.calls:
                 _destroy(c)
@@ -489,16 +491,27 @@ class Session:
         acc = self.create_account(register=True)
         ok = self.wait_for(lambda: acc.reg_result is not None, self.opts.reg_timeout_s)
         if not ok:
-            return {"ok": False, "status": 408, "reason": "no registration result (client timeout)",
-                    "elapsed_ms": round(now_ms() - acc.t_reg_start, 3)}
+            return {
+                "ok": False,
+                "status": 408,
+                "reason": "no registration result (client timeout)",
+                "elapsed_ms": round(now_ms() - acc.t_reg_start, 3),
+            }
         r = dict(acc.reg_result)
         r["ok"] = 200 <= r["status"] < 300 and r["expiration"] > 0
         if not r["ok"] and r["pj_status"]:
             r["pj_error"] = _strerror(self.ep, r["pj_status"])
         return r
 
-    def place_calls(self, to: str, n: int, headers: list[tuple[str, str]], play: str | None,
-                    record: str | None, loop_play: bool = False) -> list[_Call]:
+    def place_calls(
+        self,
+        to: str,
+        n: int,
+        headers: list[tuple[str, str]],
+        play: str | None,
+        record: str | None,
+        loop_play: bool = False,
+    ) -> list[_Call]:
         o = self.opts
         uri = f"sip:{to}@{o.domain}" if "@" not in to and not to.startswith("sip") else to
         for i in range(n):
@@ -546,8 +559,10 @@ def _indexed(path: str | None, i: int, n: int) -> str | None:
 def wav_seconds(path: str) -> float:
     with wave.open(path, "rb") as w:
         if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != (CLOCK_RATE, 1, 2):
-            raise ValueError(f"{path}: want 8 kHz mono 16-bit PCM, got "
-                             f"{w.getframerate()} Hz, {w.getnchannels()} ch, {8 * w.getsampwidth()} bit")
+            raise ValueError(
+                f"{path}: want 8 kHz mono 16-bit PCM, got "
+                f"{w.getframerate()} Hz, {w.getnchannels()} ch, {8 * w.getsampwidth()} bit"
+            )
         return w.getnframes() / w.getframerate()
 
 
@@ -557,12 +572,12 @@ class CallPlan:
     headers: list[tuple[str, str]] = field(default_factory=list)
     play: str | None = None
     record: str | None = None
-    duration_s: float | None = None       # connected time; default: play length + tail
+    duration_s: float | None = None  # connected time; default: play length + tail
     tail_s: float = 1.0
     concurrent: int = 1
     register: bool = True
     setup_timeout_s: float = 15.0
-    until_signal: bool = False            # hold the call until SIGTERM/SIGUSR1/SIGINT or until_file
+    until_signal: bool = False  # hold the call until SIGTERM/SIGUSR1/SIGINT or until_file
     until_file: str | None = None
     ready_file: str | None = None
     max_hold_s: float = 900.0

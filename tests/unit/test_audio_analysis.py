@@ -30,18 +30,20 @@ from tests.audio import (
 rng = np.random.default_rng(20261127)
 
 
-def delayed(x: np.ndarray, lag: int, total: int | None = None, gain: float = 1.0,
-            noise_dbfs: float | None = None) -> np.ndarray:
+def delayed(
+    x: np.ndarray, lag: int, total: int | None = None, gain: float = 1.0, noise_dbfs: float | None = None
+) -> np.ndarray:
     """``x`` starting ``lag`` samples into a buffer (what an echo recording looks like)."""
     total = total or len(x) + lag + 800
     out = np.zeros(total)
-    out[lag: lag + len(x)] = gain * x[: total - lag]
+    out[lag : lag + len(x)] = gain * x[: total - lag]
     if noise_dbfs is not None:
         out += rng.normal(0.0, 10 ** (noise_dbfs / 20), total)
     return out
 
 
 # --- frequency -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("freq", [300.0, 440.0, 1000.0, 2500.0, 3400.0])
 def test_dominant_frequency_of_pure_tones(freq):
@@ -69,12 +71,13 @@ def test_band_energy_ratio_tells_tones_apart():
 
 # --- level ---------------------------------------------------------------------------
 
+
 def test_levels():
     assert rms_dbfs(tone(1000.0, 1.0, amplitude=1.0, fade_s=0)) == pytest.approx(-3.01, abs=0.05)
     assert rms_dbfs(silence(0.1)) == float("-inf")
     assert is_silent(silence(1.0))
-    assert is_silent(rng.normal(0, 10 ** (-70 / 20), RATE))       # -70 dBFS hiss counts as silence
-    assert not is_silent(tone(1000.0, 1.0, amplitude=0.01))          # -43 dBFS tone does not
+    assert is_silent(rng.normal(0, 10 ** (-70 / 20), RATE))  # -70 dBFS hiss counts as silence
+    assert not is_silent(tone(1000.0, 1.0, amplitude=0.01))  # -43 dBFS tone does not
 
 
 def test_active_segment_trims_silence():
@@ -85,6 +88,7 @@ def test_active_segment_trims_silence():
 
 
 # --- delay / "is it the same audio" -----------------------------------------------
+
 
 @pytest.mark.parametrize("lag", [0, 1, 37, 200, 1234])
 def test_delay_of_tone_bursts(lag):
@@ -114,7 +118,7 @@ def test_delay_of_broadband_signal_is_exact():
 
 def test_truncated_echo_is_still_found():
     sent = tone_bursts(1000.0)
-    received = delayed(sent, 400, total=len(sent) - 1000)     # the call ended before the echo did
+    received = delayed(sent, 400, total=len(sent) - 1000)  # the call ended before the echo did
     d = estimate_delay(sent, received, RATE)
     assert d.lag_samples == pytest.approx(400, abs=0.5)
     assert d.peak > 0.7
@@ -145,14 +149,14 @@ def test_unrelated_noise_does_not_match():
 
 def test_lag_window_limits_the_search():
     sent = rng.normal(0, 0.2, RATE // 2)
-    received = delayed(sent, 4000)                  # echo 500 ms late
+    received = delayed(sent, 4000)  # echo 500 ms late
     assert estimate_delay(sent, received, RATE, max_lag_s=0.25).peak < 0.1
     assert estimate_delay(sent, received, RATE, max_lag_s=1.0).lag_samples == pytest.approx(4000, abs=0.5)
 
 
 def test_negative_lag_only_when_asked():
     sent = rng.normal(0, 0.2, RATE // 2)
-    received = sent[100:]                           # received starts 100 samples "before" sent
+    received = sent[100:]  # received starts 100 samples "before" sent
     assert estimate_delay(sent, received, RATE).lag_samples >= 0
     d = estimate_delay(sent, received, RATE, min_lag_s=-0.1)
     assert d.lag_samples == pytest.approx(-100, abs=0.5)
@@ -175,19 +179,20 @@ def test_compare_summarises_an_echo():
 
 # --- windowed matching (delay that changes during the call) ---------------------------
 
+
 def _echo_with_jump(sent: np.ndarray, first_lag: int, jump: int, at: int) -> np.ndarray:
     """An echo whose delay grows by ``jump`` samples at sample ``at`` (a jitter buffer growing)."""
     out = np.zeros(len(sent) + first_lag + jump + 800)
-    out[first_lag: first_lag + at] = sent[:at]
-    out[first_lag + at + jump: first_lag + len(sent) + jump] = sent[at:]
+    out[first_lag : first_lag + at] = sent[:at]
+    out[first_lag + at + jump : first_lag + len(sent) + jump] = sent[at:]
     return out
 
 
 def test_segments_find_an_echo_whose_delay_jumps():
     sent = rng.normal(0, 0.2, 3 * RATE)
-    received = _echo_with_jump(ulaw(sent), 200, 960, 12000)           # 25 ms, then 145 ms from 1.5 s
+    received = _echo_with_jump(ulaw(sent), 200, 960, 12000)  # 25 ms, then 145 ms from 1.5 s
     whole = estimate_delay(sent, received, RATE)
-    assert whole.peak < 0.8                                           # one lag cannot explain it all
+    assert whole.peak < 0.8  # one lag cannot explain it all
     m = segmented_match(sent, received, RATE)
     assert m.matched_fraction == 1.0
     assert m.lag_ms_first == pytest.approx(25.0, abs=0.2)
@@ -202,11 +207,15 @@ def test_segments_of_tone_bursts_match_their_echo():
     assert m.median_peak > 0.98
 
 
-@pytest.mark.parametrize("received", [
-    silence(2.0),
-    rng.normal(0, 10 ** (-65 / 20), 2 * RATE),
-    np.concatenate([silence(0.025), tone_bursts(1200.0), silence(0.5)]),
-], ids=["silence", "hiss", "other-tone"])
+@pytest.mark.parametrize(
+    "received",
+    [
+        silence(2.0),
+        rng.normal(0, 10 ** (-65 / 20), 2 * RATE),
+        np.concatenate([silence(0.025), tone_bursts(1200.0), silence(0.5)]),
+    ],
+    ids=["silence", "hiss", "other-tone"],
+)
 def test_segments_do_not_match_other_audio(received):
     m = segmented_match(tone_bursts(1000.0), received, RATE)
     assert m.matched_fraction == 0.0
@@ -222,6 +231,7 @@ def test_segments_skip_silent_windows():
 
 
 # --- files ---------------------------------------------------------------------------
+
 
 def test_wav_round_trip(tmp_path):
     x = tone(1000.0, 0.25, amplitude=0.5)
