@@ -499,8 +499,16 @@ class Session:
             }
         r = dict(acc.reg_result)
         r["ok"] = 200 <= r["status"] < 300 and r["expiration"] > 0
-        if not r["ok"] and r["pj_status"]:
-            r["pj_error"] = _strerror(self.ep, r["pj_status"])
+        if not r["ok"]:
+            if r["pj_status"]:
+                r["pj_error"] = _strerror(self.ep, r["pj_status"])
+            tls_problems = [
+                f"{ev.get('error', '')}: {'; '.join(ev['tls']['verify_msgs'])}" if ev.get("tls") else ev["error"]
+                for ev in self.ep.transport_events
+                if ev.get("state") == "disconnected" and ev.get("error")
+            ]
+            if tls_problems:
+                r["transport_error"] = tls_problems[-1]
         return r
 
     def place_calls(
