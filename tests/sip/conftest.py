@@ -15,6 +15,15 @@ The client connects to the *domain* name and verifies the certificate against
 it, like a real softphone; ``--resolve DOMAIN=ADDRESS`` makes the name point at
 the target for the client process only (set ``SPEAQR_SIP_RESOLVE=0`` when the
 domain really resolves, e.g. a staging host in DNS).
+
+Running: ``molecule verify`` (the scenario's env sets the namespace and address), or against
+the hosts of any inventory, e.g. staging, from the repository root as root:
+
+    ANSIBLE_VAULT_PASSWORD_FILE=... .venv/bin/pytest --connection=ansible \
+        --ansible-inventory=inventory/staging --hosts=speaqr_sip tests/sip
+
+``test_sip_user_removal`` changes users and is skipped there unless
+``SPEAQR_ALLOW_USER_CHANGES=1`` and ``SPEAQR_INVENTORY`` are set.
 """
 
 from __future__ import annotations
