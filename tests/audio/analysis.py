@@ -166,16 +166,21 @@ def estimate_delay(
 
 @dataclass(frozen=True)
 class SegmentMatch:
-    """Result of ``segmented_match``: the sent audio cut into windows, each found in the received.
+    """Result of ``segmented_match``: the sent audio cut into short windows, each looked for in
+    the received audio on its own.
 
     windows: (start_s, lag_ms, peak) of every window of sent audio that is not silent.
-    matched_fraction: share of those windows whose peak reaches the threshold.
+    matched_fraction: share of the audible sent audio covered by windows whose peak reaches
+        ``threshold`` (windows overlap, so a delay step inside one window is covered by its
+        neighbours).
+    window_fraction: share of the windows that matched.
     lag_ms_*: over the matched windows (None when none matched).
     """
 
     windows: list[tuple[float, float, float]]
     threshold: float
     matched_fraction: float
+    window_fraction: float
     median_peak: float
     lag_ms_first: float | None
     lag_ms_min: float | None
@@ -193,34 +198,44 @@ def segmented_match(
     received: np.ndarray,
     rate: int,
     window_s: float = 0.25,
+    hop_s: float = 0.05,
     max_lag_s: float = 1.0,
     threshold: float = 0.9,
     silence_dbfs: float = -45.0,
 ) -> SegmentMatch:
-    """Look for each ``window_s`` piece of ``sent`` in ``received`` separately.
+    """Look for each ``window_s`` piece of ``sent`` (every ``hop_s``) in ``received`` separately.
 
-    A real call's delay is not constant: an adaptive jitter buffer grows or
-    shrinks by whole packets when the host stalls, so one correlation over the
-    whole call can miss an echo that is perfectly intact piece by piece. Each
-    window is searched at lags 0..``max_lag_s`` after its own position.
+    A real call's delay is not constant: an adaptive jitter buffer grows when
+    the host stalls and then sheds the excess in 10 ms steps, so one
+    correlation over the whole call can miss an echo that is intact piece by
+    piece, and a window holding a step matches only in part. Each window is
+    searched at lags 0..``max_lag_s`` after its own position; the result says
+    how much of the audible sent audio lies in some window that matched.
     """
     s = np.asarray(sent, dtype=float)
     r = np.asarray(received, dtype=float)
     w = max(1, int(window_s * rate))
+    hop = max(1, int(hop_s * rate))
     extra = int(max_lag_s * rate)
+    audible = np.zeros(len(s), dtype=bool)
+    covered = np.zeros(len(s), dtype=bool)
     windows = []
-    for start in range(0, len(s) - w + 1, w):
+    for start in range(0, len(s) - w + 1, hop):
         seg = s[start : start + w]
         if rms_dbfs(seg) < silence_dbfs:
             continue
         d = estimate_delay(seg, r[start : start + w + extra], rate, max_lag_s=max_lag_s)
         windows.append((start / rate, d.lag_ms, d.peak))
+        audible[start : start + w] = True
+        if d.peak >= threshold:
+            covered[start : start + w] = True
     matched = [x for x in windows if x[2] >= threshold]
     lags = [x[1] for x in matched]
     return SegmentMatch(
         windows=windows,
         threshold=threshold,
-        matched_fraction=len(matched) / len(windows) if windows else 0.0,
+        matched_fraction=float(covered.sum() / audible.sum()) if audible.any() else 0.0,
+        window_fraction=len(matched) / len(windows) if windows else 0.0,
         median_peak=float(np.median([x[2] for x in windows])) if windows else 0.0,
         lag_ms_first=lags[0] if lags else None,
         lag_ms_min=min(lags) if lags else None,
@@ -238,10 +253,12 @@ def ulaw(x: np.ndarray) -> np.ndarray:
     return np.sign(q) * (np.power(1 + mu, np.abs(q)) - 1) / mu
 
 
-def compare(sent: np.ndarray, received: np.ndarray, rate: int, max_lag_s: float | None = 2.0) -> dict:
+def compare(
+    sent: np.ndarray, received: np.ndarray, rate: int, max_lag_s: float | None = 2.0, window_threshold: float = 0.9
+) -> dict:
     """Everything a test wants to print about one sent/received pair."""
     d = estimate_delay(sent, received, rate, max_lag_s=max_lag_s)
-    seg = segmented_match(sent, received, rate, max_lag_s=max_lag_s or 1.0)
+    seg = segmented_match(sent, received, rate, max_lag_s=max_lag_s or 1.0, threshold=window_threshold)
     active = active_segment(received, rate)
     return {
         "sent_dbfs": round(rms_dbfs(sent), 1),

@@ -21,11 +21,15 @@ from tests.audio import (
 from tests.sip.harness import TONE_HZ
 
 TLS_FAILURE_CODES = {408, 502, 503}
-# The echo is judged per quarter second of sent audio (tests.audio.segmented_match): a window
-# matches when its normalised cross-correlation peak reaches MATCH_PEAK; silence, another tone
-# or noise match no window at all, an intact echo matches nearly all of them.
+# The echo is judged on quarter-second windows of the sent audio (tests.audio.segmented_match,
+# a window every 50 ms): a window matches when its normalised cross-correlation peak reaches
+# MATCH_PEAK, and MATCH_FRACTION of the audible sent audio must lie in matched windows. On a busy
+# host the client's adaptive jitter buffer grows and then sheds 10 ms steps during the call, which
+# defeats one whole-call correlation but not the windows; unrelated speech peaks below ~0.65,
+# silence, another tone or noise below 0.2. The whole-call correlation gives the round trip when
+# it explains the echo (peak >= MATCH_PEAK), else the matched windows' median delay does.
 MATCH_PEAK = 0.9
-MATCH_FRACTION = 0.75
+MATCH_FRACTION = 0.8
 
 
 def _tls_errors(result: dict) -> str:
@@ -139,8 +143,8 @@ def _judge_echo(c: dict, what: str) -> None:
     seg = c["segments"]
     assert seg["windows"], f"no audible {what} was sent? {c}"
     assert seg["matched_fraction"] >= MATCH_FRACTION, (
-        f"the {what} did not come back: {seg['matched_fraction']:.0%} of the windows matched "
-        f"(peak >= {MATCH_PEAK}), need {MATCH_FRACTION:.0%}: {c}"
+        f"the {what} did not come back: {seg['matched_fraction']:.0%} of it was found in the received "
+        f"audio (windows with peak >= {MATCH_PEAK}), need {MATCH_FRACTION:.0%}: {c}"
     )
     rt = _round_trip_ms(c)
     assert rt is not None and 0 <= rt < 500, c
@@ -149,7 +153,7 @@ def _judge_echo(c: dict, what: str) -> None:
 def test_loopback_returns_the_same_tone(sip, sip_user, audio_files, tmp_path, sip_metrics, record_property):
     r, sent, received = _echo_call(sip, sip_user, audio_files["tone"], tmp_path, "tone")
     _media_checks(r)
-    c = compare(sent, received, RATE, max_lag_s=1.0)
+    c = compare(sent, received, RATE, max_lag_s=1.0, window_threshold=MATCH_PEAK)
     record_property("sip_loopback_tone", c)
     sip_metrics.append(
         {
@@ -173,7 +177,7 @@ def test_loopback_returns_the_same_speech(sip, sip_user, audio_files, tmp_path, 
         pytest.fail(f"could not make speech audio: {audio_files.get('speech_error')}")
     r, sent, received = _echo_call(sip, sip_user, audio_files["speech"], tmp_path, "speech")
     _media_checks(r)
-    c = compare(sent, received, RATE, max_lag_s=1.0)
+    c = compare(sent, received, RATE, max_lag_s=1.0, window_threshold=MATCH_PEAK)
     record_property("sip_loopback_speech", c)
     sip_metrics.append(
         {
@@ -197,7 +201,7 @@ def test_four_simultaneous_loopback_calls_each_get_their_own_audio(sip, sip_user
     for call in r["calls"]:
         assert call["status"] == 200, call
         received, _ = read_wav(call["record"])
-        c = compare(sent, received, RATE, max_lag_s=1.0)
+        c = compare(sent, received, RATE, max_lag_s=1.0, window_threshold=MATCH_PEAK)
         assert c["received_freq_hz"] == pytest.approx(TONE_HZ, abs=10), c
         _judge_echo(c, f"tone of call {call['index']}")
         sip_metrics.append(
