@@ -26,6 +26,7 @@ from speaqr_sip.config import (
     resolve_path,
 )
 from speaqr_sip.logsetup import configure_logging
+from speaqr_sip.policy import DestinationPolicy
 from speaqr_sip.userdb import UserDirectory
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("no AGI session on stdin: %s", exc.__class__.__name__)
         return 1
     directory = UserDirectory(config.database) if config else None
-    decision = run_check(agi, directory)
+    policy = DestinationPolicy.from_config(config.policy) if config else None
+    decision = run_check(agi, directory, policy)
     return 0 if decision is not None else 1
 
 

@@ -10,6 +10,7 @@ from asterisk.agi import AGIException
 from speaqr_sip.agi_io import StreamAGI, escape_value
 from speaqr_sip.causes import Refusal
 from speaqr_sip.logsetup import safe
+from speaqr_sip.policy import DestinationPolicy
 from speaqr_sip.userdb import DatabaseUnavailable
 from speaqr_sip.validation import (
     HEADER_NAMES,
@@ -64,10 +65,14 @@ def log_decision(
 
 
 def decide_for_channel(
-    agi: StreamAGI, lookup: Callable[[str], UserRow | None], service: str, endpoint: str
+    agi: StreamAGI,
+    lookup: Callable[[str], UserRow | None],
+    service: str,
+    endpoint: str,
+    policy: DestinationPolicy | None = None,
 ) -> Decision:
     headers = {name: read_header(agi, name) for name in HEADER_NAMES}
-    checked = check_headers(service, headers, endpoint)
+    checked = check_headers(service, headers, endpoint, policy)
     if isinstance(checked, Refused):
         return checked
     try:
@@ -77,11 +82,16 @@ def decide_for_channel(
     return check_user(checked, row)
 
 
-def run_check(agi: StreamAGI, directory: UserLookup | None) -> Decision | None:
+def run_check(
+    agi: StreamAGI,
+    directory: UserLookup | None,
+    policy: DestinationPolicy | None = None,
+) -> Decision | None:
     """Run the whole check on one channel; ``None`` if the caller hung up meanwhile.
 
     ``directory`` is ``None`` when the configuration could not be loaded: the call is
     then refused as internal error (503) instead of being left to the dialplan's mercy.
+    ``policy`` is the ``[policy]`` destination rule for ``call`` (403 when violated).
     """
     started = time.monotonic()
     service = agi.argument(1)
@@ -95,7 +105,7 @@ def run_check(agi: StreamAGI, directory: UserLookup | None) -> Decision | None:
             decision = Refused(Refusal.INTERNAL_ERROR, "configuration not loaded")
         else:
             try:
-                decision = decide_for_channel(agi, directory.lookup, service, endpoint)
+                decision = decide_for_channel(agi, directory.lookup, service, endpoint, policy)
             except AGI_FAILURES:
                 raise
             except Exception as exc:  # a bug must still end in a clean refusal

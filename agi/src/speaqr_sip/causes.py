@@ -73,10 +73,42 @@ class Disposition:
 # Q.850 causes used by the appliance (values from Asterisk's include/asterisk/causes.h).
 CAUSE_UNALLOCATED = 1
 CAUSE_NORMAL_CLEARING = 16
+CAUSE_USER_BUSY = 17
+CAUSE_NO_ANSWER = 19
 CAUSE_CALL_REJECTED = 21
 CAUSE_INVALID_NUMBER_FORMAT = 28
 CAUSE_CONGESTION = 34
 CAUSE_INTERWORKING = 127
+
+# hangup_cause2sip() of Asterisk 22's chan_pjsip (table above): the SIP final response an
+# unanswered incoming channel gets when it is hung up with this Q.850 cause.
+_CAUSE_TO_SIP: MappingProxyType[int, int] = MappingProxyType(
+    {
+        1: 404,
+        2: 404,
+        3: 404,
+        17: 486,
+        18: 408,
+        19: 480,
+        20: 480,
+        21: 403,
+        22: 410,
+        28: 484,
+        29: 501,
+        31: 480,
+        34: 503,
+        42: 503,
+        58: 488,
+        127: 500,
+    }
+)
+SIP_DECLINE = 603
+
+
+def sip_status_for_cause(cause: int) -> int:
+    """The SIP status chan_pjsip sends before answer for Q.850 ``cause`` (603 if unlisted)."""
+    return _CAUSE_TO_SIP.get(cause, SIP_DECLINE)
+
 
 REFUSALS: MappingProxyType[Refusal, Disposition] = MappingProxyType(
     {

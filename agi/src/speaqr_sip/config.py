@@ -13,6 +13,7 @@ in the rendered file is caught at start-up instead of being silently ignored.
 """
 
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -61,10 +62,60 @@ class LoggingConfig:
     syslog_ident: str = "speaqr-sip"
 
 
+# Premium-rate and similar ranges that are never dialled unless the operator replaces
+# this list (Spain 803/806/807/905, NANP 900/976, UK 90x/91x).
+DEFAULT_BLOCKED_PREFIXES = (
+    "+34803",
+    "+34806",
+    "+34807",
+    "+34905",
+    "+1900",
+    "+1976",
+    "+4490",
+    "+4491",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """Outbound ``call`` policy; the same section goes into agi.toml and ari.toml.
+
+    The AGI check applies the prefix lists (403 before Stasis); the ARI application applies
+    them again before dialling, plus the concurrency limits and the duration cap.
+    """
+
+    # Deny by default: a number is dialled only if it starts with one of these E.164 prefixes.
+    allowed_prefixes: tuple[str, ...] = ()
+    # Never dialled, even when an allowed prefix also matches (blocked wins over allowed).
+    blocked_prefixes: tuple[str, ...] = DEFAULT_BLOCKED_PREFIXES
+    # Live outbound calls (ringing or answered) per user and for the whole appliance.
+    max_calls_per_user: int = 2
+    max_calls_total: int = 10
+    # Seconds from the callee's answer; both legs are hung up when it is reached.
+    max_call_duration: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecordsConfig:
+    """One ``call_records`` row per call attempt (schema: ``sql/call_records.sql``)."""
+
+    enabled: bool = False
+    # ARI application only: rows waiting for the database (beyond this they are logged
+    # in full and dropped), rows per INSERT, retry backoff, final flush on shutdown.
+    queue_size: int = 1000
+    batch_size: int = 50
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+    flush_timeout: float = 5.0
+
+
 @dataclass(frozen=True, slots=True)
 class AgiConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     fastagi: FastAgiConfig = field(default_factory=FastAgiConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    # Refusals by the AGI check (they never reach the ARI application) as call records.
+    call_records: CallRecordsConfig = field(default_factory=CallRecordsConfig)
     logging: LoggingConfig = field(
         default_factory=lambda: LoggingConfig(target="syslog", syslog_ident="speaqr-agi")
     )
@@ -123,11 +174,39 @@ class SpeaqrConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CallConfig:
+    """How the ``call`` service reaches the carrier trunk."""
+
+    # Dial string; {number} is the dialled number after number_format. The dialplan/PJSIP
+    # side must provide the endpoint named here (see the README's trunk contract).
+    trunk_endpoint_template: str = "PJSIP/{number}@carrier"
+    # e164: +34911234567; digits: 34911234567; national: numbers of national_country_code
+    # as national_trunk_prefix + national number (911234567), others international_prefix +
+    # digits (0014155550100).
+    number_format: Literal["e164", "digits", "national"] = "e164"
+    national_country_code: str = ""
+    national_trunk_prefix: str = ""
+    international_prefix: str = "00"
+    # Caller-ID presented to the carrier: fixed (callerid_number) or the user's username.
+    callerid_policy: Literal["fixed", "username"] = "username"
+    callerid_number: str = ""
+    callerid_name: str = ""
+    # Seconds the callee may ring before the caller gets 480.
+    answer_timeout: float = 30.0
+    # Send 180 to the caller when the callee rings (on_ringing) or as soon as we dial.
+    ringback: Literal["on_ringing", "immediate"] = "on_ringing"
+
+
+@dataclass(frozen=True, slots=True)
 class AriAppConfig:
     ari: AriConnectionConfig = field(default_factory=AriConnectionConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     processor: ProcessorConfig = field(default_factory=ProcessorConfig)
     speaqr: SpeaqrConfig = field(default_factory=SpeaqrConfig)
+    call: CallConfig = field(default_factory=CallConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    database: DatabaseConfig = field(default_factory=lambda: DatabaseConfig(user="speaqr_ari"))
+    call_records: CallRecordsConfig = field(default_factory=CallRecordsConfig)
     logging: LoggingConfig = field(
         default_factory=lambda: LoggingConfig(target="stderr", syslog_ident="speaqr-ari")
     )
@@ -142,6 +221,10 @@ def _coerce(where: str, expected: Any, value: Any) -> Any:
                 f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}"
             )
         return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings")
+        return tuple(value)
     if origin is dict:
         if not isinstance(value, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -216,8 +299,61 @@ def resolve_path(explicit: str | None, env_var: str, default: Path) -> Path:
     return Path(from_env) if from_env else default
 
 
+PREFIX_RE = re.compile(r"\+[0-9]{1,15}")
+CALLERID_NUMBER_RE = re.compile(r"\+?[0-9]{1,20}")
+CALLERID_NAME_RE = re.compile(r"[A-Za-z0-9 ._@+-]{0,40}")
+
+
+def _check_policy(policy: PolicyConfig) -> None:
+    for key in ("allowed_prefixes", "blocked_prefixes"):
+        for prefix in getattr(policy, key):
+            if not PREFIX_RE.fullmatch(prefix):
+                raise ConfigError(f"policy.{key}: {prefix!r} is not '+' followed by digits")
+    if policy.max_calls_per_user < 0 or policy.max_calls_total < 0:
+        raise ConfigError("policy.max_calls_per_user and max_calls_total must not be negative")
+    if policy.max_call_duration <= 0:
+        raise ConfigError("policy.max_call_duration must be a positive number of seconds")
+
+
+def _check_call_records(records: CallRecordsConfig) -> None:
+    if records.queue_size < 1 or records.batch_size < 1:
+        raise ConfigError("call_records.queue_size and batch_size must be at least 1")
+    if records.retry_initial <= 0 or records.retry_max < records.retry_initial:
+        raise ConfigError("call_records.retry_initial must be > 0 and <= retry_max")
+
+
+def _check_call(call: CallConfig) -> None:
+    template = call.trunk_endpoint_template
+    if template.count("{number}") != 1 or "/" not in template.split("{number}")[0]:
+        raise ConfigError(
+            "call.trunk_endpoint_template must be TECH/...{number}... with {number} once"
+        )
+    try:
+        template.format(number="0")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"call.trunk_endpoint_template: {exc}") from exc
+    if call.number_format == "national" and not call.national_country_code.isdigit():
+        raise ConfigError("call.number_format = national needs call.national_country_code")
+    for key in ("national_country_code", "national_trunk_prefix", "international_prefix"):
+        value = getattr(call, key)
+        if value and not value.isdigit():
+            raise ConfigError(f"call.{key} must be digits")
+    if call.callerid_policy == "fixed" and not CALLERID_NUMBER_RE.fullmatch(call.callerid_number):
+        raise ConfigError(
+            "call.callerid_policy = fixed needs call.callerid_number (digits, + allowed)"
+        )
+    if call.callerid_number and not CALLERID_NUMBER_RE.fullmatch(call.callerid_number):
+        raise ConfigError("call.callerid_number must be digits with an optional leading +")
+    if not CALLERID_NAME_RE.fullmatch(call.callerid_name):
+        raise ConfigError("call.callerid_name: at most 40 of [A-Za-z0-9 ._@+-]")
+    if call.answer_timeout <= 0:
+        raise ConfigError("call.answer_timeout must be positive")
+
+
 def parse_agi_config(data: Mapping[str, Any]) -> AgiConfig:
-    return _build(AgiConfig, data)
+    config = _build(AgiConfig, data)
+    _check_policy(config.policy)
+    return config
 
 
 def parse_ari_config(data: Mapping[str, Any]) -> AriAppConfig:
@@ -228,6 +364,9 @@ def parse_ari_config(data: Mapping[str, Any]) -> AriAppConfig:
         raise ConfigError("speaqr.upload_sample_rate must be 8000, 16000, 24000, 44100 or 48000")
     if config.ari.reconnect_initial <= 0 or config.ari.reconnect_max < config.ari.reconnect_initial:
         raise ConfigError("ari.reconnect_initial must be > 0 and <= ari.reconnect_max")
+    _check_policy(config.policy)
+    _check_call(config.call)
+    _check_call_records(config.call_records)
     return config
 
 

@@ -26,6 +26,7 @@ from speaqr_sip.config import (
     resolve_path,
 )
 from speaqr_sip.logsetup import configure_logging
+from speaqr_sip.policy import DestinationPolicy
 from speaqr_sip.userdb import UserDirectory
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class FastAgiServer(socketserver.ThreadingTCPServer):
     def __init__(self, config: AgiConfig, directory: UserLookup) -> None:
         self.config = config
         self.directory = directory
+        self.policy = DestinationPolicy.from_config(config.policy)
         super().__init__((config.fastagi.host, config.fastagi.port), FastAgiHandler)
 
 
@@ -62,7 +64,7 @@ class FastAgiHandler(socketserver.BaseRequestHandler):
                     exc.__class__.__name__,
                 )
                 return
-            run_check(agi, self.server.directory)
+            run_check(agi, self.server.directory, self.server.policy)
 
 
 def serve(config: AgiConfig) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from speaqr_sip.causes import Disposition, Refusal, disposition
+from speaqr_sip.policy import DestinationPolicy
 
 MAX_IDENTIFIER_LENGTH = 64
 MAX_EMAIL_LENGTH = 254
@@ -127,12 +128,21 @@ def _check_number(name: str, value: str) -> Refused | None:
     return None
 
 
+def dialled_number(destination: str, dial: str) -> str:
+    """The number the carrier is asked for: X-Dial when present, else X-Destination."""
+    return dial or destination
+
+
 def check_headers(
-    service: str, headers: Mapping[str, str], endpoint: str
+    service: str,
+    headers: Mapping[str, str],
+    endpoint: str,
+    policy: DestinationPolicy | None = None,
 ) -> ValidHeaders | Refused:
     """Check the service argument, the three headers and the X-Origin/endpoint identity.
 
     ``headers`` maps header names to values; an absent header is ``""`` or missing.
+    For ``call``, ``policy`` (when given) must allow the dialled number.
     """
     try:
         svc = Service(service)
@@ -159,6 +169,11 @@ def check_headers(
                     return refused
     if origin != endpoint:
         return Refused(Refusal.ORIGIN_MISMATCH, "X-Origin differs from the authenticated endpoint")
+    if svc is Service.CALL and policy is not None:
+        violation = policy.check(dialled_number(destination, dial))
+        if violation is not None:
+            which = HEADER_DIAL if dial else HEADER_DESTINATION
+            return Refused(Refusal.DESTINATION_NOT_ALLOWED, f"{which}: {violation.detail}")
     return ValidHeaders(service=svc, origin=origin, destination=destination, dial=dial)
 
 
@@ -199,10 +214,14 @@ def check_user(headers: ValidHeaders, row: UserRow | None) -> Decision:
 
 
 def decide(
-    service: str, headers: Mapping[str, str], endpoint: str, row: UserRow | None
+    service: str,
+    headers: Mapping[str, str],
+    endpoint: str,
+    row: UserRow | None,
+    policy: DestinationPolicy | None = None,
 ) -> Decision:
     """The whole admission decision in one pure call (headers first, then the user row)."""
-    checked = check_headers(service, headers, endpoint)
+    checked = check_headers(service, headers, endpoint, policy)
     if isinstance(checked, Refused):
         return checked
     return check_user(checked, row)

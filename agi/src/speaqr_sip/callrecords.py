@@ -1,0 +1,523 @@
+"""Call records: one ``call_records`` row per call attempt (schema: ``sql/call_records.sql``).
+
+* :class:`CallAttempt` -- mutable, one per call; the ARI application creates it when the
+  caller enters Stasis and the flows fill it in (who, what number, answer time, cause).
+* :class:`CallRecord` -- the finished, immutable row.
+* Sinks: :class:`RecordWriter` (MariaDB; one writer task, a bounded asyncio queue, PyMySQL
+  in a single worker thread, retries with backoff, final flush on shutdown),
+  :class:`MemorySink` (tests) and :class:`LogSink` (records disabled: one log line each).
+* :func:`insert_now` -- a synchronous one-row insert for the AGI check's refusals.
+
+A row that cannot be written (queue full, database down past the shutdown flush, data the
+table rejects) is logged in full at ERROR level, so it can still be recovered from the
+journal. Every INSERT is idempotent (``attempt_id`` is unique), so a retry after a lost
+acknowledgement never duplicates a row.
+
+Cause vocabulary (``cause`` column): ``normal`` (answered, then hung up), ``caller_cancelled``
+(caller hung up before answer, 487), ``busy`` (486), ``no_answer`` (480), ``rejected`` (403),
+``not_found`` (404), ``invalid_number`` (484), ``unavailable`` (503: carrier down, congestion,
+dial failure), ``policy`` (403: destination not allowed or a concurrency limit),
+``processor_failed`` (Speaqr failed and ``[processor] fallback = "hangup"``),
+``max_duration``, ``unchecked`` (reached Stasis without a passed AGI check), ``error``
+(internal or ARI failure, 503), ``shutdown``; AGI refusals use the refusal reason
+(``missing_header``, ``origin_mismatch``, ``unknown_user``, ...).
+"""
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any, Protocol
+
+from speaqr_sip.ari.backoff import Backoff
+from speaqr_sip.causes import (
+    CAUSE_CALL_REJECTED,
+    CAUSE_CONGESTION,
+    CAUSE_INTERWORKING,
+    CAUSE_INVALID_NUMBER_FORMAT,
+    CAUSE_NO_ANSWER,
+    CAUSE_NORMAL_CLEARING,
+    CAUSE_UNALLOCATED,
+    CAUSE_USER_BUSY,
+    sip_status_for_cause,
+)
+from speaqr_sip.config import CallRecordsConfig, DatabaseConfig
+from speaqr_sip.logsetup import safe
+
+logger = logging.getLogger(__name__)
+
+SIP_OK = 200
+SIP_REQUEST_TERMINATED = 487
+
+# Column sizes of sql/call_records.sql; longer values are cut before the INSERT.
+COLUMN_LIMITS = {
+    "attempt_id": 32,
+    "channel_id": 64,
+    "call_id": 255,
+    "username": 64,
+    "service": 16,
+    "destination": 64,
+    "dialled_number": 32,
+    "cause": 32,
+    "processor": 16,
+}
+COLUMNS = (
+    "attempt_id",
+    "channel_id",
+    "call_id",
+    "username",
+    "service",
+    "destination",
+    "dialled_number",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "sip_status",
+    "cause",
+    "processor",
+)
+INSERT_SQL = (
+    f"INSERT INTO call_records ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+    "ON DUPLICATE KEY UPDATE id = id"
+)
+
+# The cause text when the call ended because we hung the caller up with this Q.850 cause.
+CAUSE_TEXT = {
+    CAUSE_UNALLOCATED: "not_found",
+    CAUSE_USER_BUSY: "busy",
+    CAUSE_NO_ANSWER: "no_answer",
+    CAUSE_CALL_REJECTED: "rejected",
+    CAUSE_INVALID_NUMBER_FORMAT: "invalid_number",
+    CAUSE_CONGESTION: "unavailable",
+    CAUSE_INTERWORKING: "error",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    attempt_id: str
+    channel_id: str
+    call_id: str
+    username: str
+    service: str
+    destination: str
+    dialled_number: str
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime
+    sip_status: int
+    cause: str
+    processor: str | None
+
+    def as_row(self) -> tuple[Any, ...]:
+        """Parameters for :data:`INSERT_SQL`: strings cut to size, times naive UTC."""
+        values: list[Any] = []
+        for name in COLUMNS:
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            elif isinstance(value, str) and name in COLUMN_LIMITS:
+                value = value[: COLUMN_LIMITS[name]]
+            values.append(value)
+        return tuple(values)
+
+    def as_log(self) -> str:
+        """The whole record on one line (for the journal when it cannot be written)."""
+        parts = []
+        for key, value in asdict(self).items():
+            if isinstance(value, datetime):
+                text = value.astimezone(UTC).isoformat(timespec="milliseconds")
+            else:
+                text = "" if value is None else str(value)
+            parts.append(f"{key}={safe(text, 255)}")
+        return " ".join(parts)
+
+
+@dataclass
+class CallAttempt:
+    """What is known about one call so far; :meth:`finish` turns it into a record."""
+
+    service: str
+    channel_id: str
+    started_at: datetime = field(default_factory=utcnow)
+    attempt_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    call_id: str = ""
+    username: str = ""
+    destination: str = ""
+    dialled_number: str = ""
+    answered_at: datetime | None = None
+    processors: list[str] = field(default_factory=list)
+    # Set by a flow when it knows why the call ends (with the SIP status before answer).
+    cause: str = ""
+    sip_status: int | None = None
+
+    def set_outcome(self, cause: str, sip_status: int | None = None) -> None:
+        """Record why the call ends; the first outcome set wins."""
+        if not self.cause:
+            self.cause = cause
+            self.sip_status = sip_status
+
+    def processor_used(self, name: str) -> None:
+        if name not in self.processors:
+            self.processors.append(name)
+
+    @property
+    def processor(self) -> str | None:
+        """``speaqr`` when any direction used Speaqr, ``passthrough`` or ``None`` otherwise."""
+        if "speaqr" in self.processors:
+            return "speaqr"
+        return self.processors[0] if self.processors else None
+
+    def finish(
+        self, *, hangup_cause: int, caller_gone: bool, ended_at: datetime | None = None
+    ) -> CallRecord:
+        """The final row. ``caller_gone``: the caller hung up before we ended the call;
+        ``hangup_cause``: the Q.850 cause we hung the caller up with otherwise."""
+        if self.answered_at is not None:
+            status = SIP_OK
+            cause = self.cause or "normal"
+        elif self.cause:
+            status = self.sip_status or sip_status_for_cause(hangup_cause)
+            cause = self.cause
+        elif caller_gone:
+            status, cause = SIP_REQUEST_TERMINATED, "caller_cancelled"
+        else:
+            status = sip_status_for_cause(hangup_cause)
+            if hangup_cause == CAUSE_NORMAL_CLEARING:
+                cause = "normal"
+            else:
+                cause = CAUSE_TEXT.get(hangup_cause, "error")
+        return CallRecord(
+            attempt_id=self.attempt_id,
+            channel_id=self.channel_id,
+            call_id=self.call_id,
+            username=self.username,
+            service=self.service,
+            destination=self.destination,
+            dialled_number=self.dialled_number,
+            started_at=self.started_at,
+            answered_at=self.answered_at,
+            ended_at=ended_at or utcnow(),
+            sip_status=status,
+            cause=cause,
+            processor=self.processor,
+        )
+
+
+# --- sinks ------------------------------------------------------------------------------
+
+
+class RecordSink(Protocol):
+    """Where finished records go. ``submit`` never blocks and never raises."""
+
+    def submit(self, record: CallRecord) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemorySink:
+    """Keeps records in a list (unit tests)."""
+
+    def __init__(self) -> None:
+        self.records: list[CallRecord] = []
+
+    def submit(self, record: CallRecord) -> None:
+        self.records.append(record)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class LogSink:
+    """Records disabled: each record becomes one INFO line instead of a row."""
+
+    def submit(self, record: CallRecord) -> None:
+        logger.info("call record (not stored): %s", record.as_log())
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+class Cursor(Protocol):
+    def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> Any: ...
+
+    def __enter__(self) -> "Cursor": ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
+
+class Connection(Protocol):
+    """The part of a PyMySQL connection the writer uses (a fake in tests)."""
+
+    def cursor(self) -> Any: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _driver() -> ModuleType:
+    return importlib.import_module("pymysql")
+
+
+def connection_factory(config: DatabaseConfig) -> Callable[[], Connection]:
+    """Open a PyMySQL connection with the configured socket/host and timeouts."""
+
+    def connect() -> Connection:
+        kwargs: dict[str, Any] = {
+            "user": config.user,
+            "password": config.password,
+            "database": config.name,
+            "connect_timeout": config.connect_timeout,
+            "read_timeout": config.read_timeout,
+            "write_timeout": config.read_timeout,
+            "charset": "utf8mb4",
+            "autocommit": False,
+        }
+        if config.unix_socket:
+            kwargs["unix_socket"] = config.unix_socket
+        else:
+            kwargs["host"] = config.host
+            kwargs["port"] = config.port
+        conn: Connection = _driver().connect(**kwargs)
+        return conn
+
+    return connect
+
+
+def insert_now(connect: Callable[[], Connection], record: CallRecord) -> None:
+    """Insert one record synchronously (AGI check); raises the driver's error on failure."""
+    conn = connect()
+    try:
+        with conn.cursor() as cursor:
+            cursor.executemany(INSERT_SQL, [record.as_row()])
+        conn.commit()
+    finally:
+        conn.close()
+
+
+class RecordWriter:
+    """A single writer task that drains a bounded queue into MariaDB.
+
+    PyMySQL is blocking, so every database call runs in one dedicated worker thread (the
+    connection is never shared between threads). Transient errors (connection lost,
+    server gone, table missing, permission denied) keep the batch and retry it with
+    exponential backoff; a row the table rejects as data (``DataError``/``IntegrityError``)
+    is logged in full and dropped so it cannot block the others. ``close`` flushes what is
+    queued for at most ``flush_timeout`` seconds, then logs whatever is left.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Connection],
+        config: CallRecordsConfig,
+        *,
+        call_timeout: float = 10.0,
+    ) -> None:
+        self._connect = connect
+        self._config = config
+        self._call_timeout = call_timeout
+        self._queue: asyncio.Queue[CallRecord] = asyncio.Queue(config.queue_size)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-records")
+        self._conn: Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: list[CallRecord] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._failing = False
+        self.written = 0
+        self.dropped = 0
+        self.retries = 0
+
+    @classmethod
+    def for_database(cls, database: DatabaseConfig, config: CallRecordsConfig) -> "RecordWriter":
+        timeout = database.connect_timeout + 2 * database.read_timeout + 1.0
+        return cls(connection_factory(database), config, call_timeout=timeout)
+
+    # --- producer side ----------------------------------------------------------------
+
+    def submit(self, record: CallRecord) -> None:
+        if self._closing and self._task is None:
+            self._lost(record, "writer closed")
+            return
+        try:
+            self._queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self._lost(record, f"queue full ({self._config.queue_size})")
+
+    def _lost(self, record: CallRecord, why: str) -> None:
+        self.dropped += 1
+        logger.error("call record not written (%s): %s", why, record.as_log())
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize() + len(self._inflight)
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="call-records-writer")
+
+    async def close(self) -> None:
+        """Flush for at most ``flush_timeout`` seconds, then stop; log what is left."""
+        self._closing = True
+        self._wake.set()
+        task = self._task
+        if task is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), timeout=self._config.flush_timeout)
+            except TimeoutError:
+                logger.warning(
+                    "call records: %d row(s) still pending after %.1f s",
+                    self.pending,
+                    self._config.flush_timeout,
+                )
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._task = None
+        for record in self._inflight:
+            self._lost(record, "shutdown before the database accepted it")
+        self._inflight = []
+        while not self._queue.empty():
+            self._lost(self._queue.get_nowait(), "shutdown before it was written")
+            self._queue.task_done()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(loop.run_in_executor(self._executor, self._drop), 2.0)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        logger.info(
+            "call records writer stopped: written=%d dropped=%d retries=%d",
+            self.written,
+            self.dropped,
+            self.retries,
+        )
+
+    # --- writer task ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = Backoff(self._config.retry_initial, self._config.retry_max)
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._config.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._inflight = batch
+            try:
+                await self._write_until_done(batch, backoff)
+            finally:
+                self._inflight = []
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write_until_done(self, batch: list[CallRecord], backoff: Backoff) -> None:
+        loop = asyncio.get_running_loop()
+        driver = _driver()
+        while True:
+            try:
+                rejected = await asyncio.wait_for(
+                    loop.run_in_executor(self._executor, self._insert, batch),
+                    timeout=self._call_timeout,
+                )
+            except (driver.MySQLError, OSError, TimeoutError) as exc:
+                self.retries += 1
+                delay = 0.05 if self._closing else backoff.next_delay()
+                level = logging.WARNING if not self._failing else logging.DEBUG
+                logger.log(
+                    level,
+                    "call records: database write failed (%s); %d row(s) kept, retrying in %.1f s",
+                    exc.__class__.__name__,
+                    self.pending,
+                    delay,
+                )
+                self._failing = True
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                continue
+            except Exception:
+                # A bug must not stop the writer: log these rows and go on with the next.
+                logger.exception("call records: unexpected failure writing %d row(s)", len(batch))
+                for record in batch:
+                    self._lost(record, "unexpected writer failure")
+                return
+            if self._failing:
+                logger.info("call records: database writes work again")
+                self._failing = False
+            backoff.reset()
+            for record, exc_name in rejected:
+                self._lost(record, f"rejected by the database: {exc_name}")
+            self.written += len(batch) - len(rejected)
+            return
+
+    # --- worker thread ----------------------------------------------------------------
+
+    def _insert(self, batch: list[CallRecord]) -> list[tuple[CallRecord, str]]:
+        """Insert ``batch`` in one transaction; rows the table rejects are returned."""
+        driver = _driver()
+        row_errors = (driver.err.DataError, driver.err.IntegrityError)
+        conn = self._connection()
+        try:
+            self._execute(conn, batch)
+            return []
+        except row_errors:
+            self._rollback(conn)
+        except BaseException:
+            self._drop()
+            raise
+        # One row is bad: find it by inserting them one at a time.
+        rejected: list[tuple[CallRecord, str]] = []
+        for record in batch:
+            try:
+                self._execute(conn, [record])
+            except row_errors as exc:
+                self._rollback(conn)
+                rejected.append((record, exc.__class__.__name__))
+            except BaseException:
+                self._drop()
+                raise
+        return rejected
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    @staticmethod
+    def _execute(conn: Connection, batch: list[CallRecord]) -> None:
+        with conn.cursor() as cursor:
+            cursor.executemany(INSERT_SQL, [record.as_row() for record in batch])
+        conn.commit()
+
+    @staticmethod
+    def _rollback(conn: Connection) -> None:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
