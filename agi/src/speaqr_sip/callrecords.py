@@ -428,9 +428,10 @@ class RecordWriter:
             try:
                 await self._write_until_done(batch, backoff)
             finally:
-                self._inflight = []
+                # Cancelled (close): self._inflight stays for close() to log.
                 for _ in batch:
                     self._queue.task_done()
+            self._inflight = []
 
     async def _write_until_done(self, batch: list[CallRecord], backoff: Backoff) -> None:
         loop = asyncio.get_running_loop()

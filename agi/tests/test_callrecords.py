@@ -1,0 +1,373 @@
+"""Call records: outcome rules, row shape, and the writer's queue/retry/flush with a fake DB."""
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from speaqr_sip.callrecords import (
+    COLUMNS,
+    INSERT_SQL,
+    CallAttempt,
+    CallRecord,
+    LogSink,
+    RecordWriter,
+    insert_now,
+)
+from speaqr_sip.causes import (
+    CAUSE_CALL_REJECTED,
+    CAUSE_CONGESTION,
+    CAUSE_NORMAL_CLEARING,
+    CAUSE_USER_BUSY,
+)
+from speaqr_sip.config import CallRecordsConfig
+
+SQL = Path(__file__).resolve().parents[1] / "sql" / "call_records.sql"
+T0 = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+def attempt(**values: Any) -> CallAttempt:
+    base: dict[str, Any] = {"service": "call", "channel_id": "1.1", "started_at": T0}
+    base.update(values)
+    return CallAttempt(**base)
+
+
+# --- outcome rules ------------------------------------------------------------------------
+
+
+def test_answered_call_is_200_normal() -> None:
+    a = attempt(answered_at=T0 + timedelta(seconds=3))
+    a.processor_used("passthrough")
+    record = a.finish(hangup_cause=CAUSE_NORMAL_CLEARING, caller_gone=True)
+    assert (record.sip_status, record.cause, record.processor) == (200, "normal", "passthrough")
+    assert record.answered_at == T0 + timedelta(seconds=3)
+
+
+def test_answered_call_keeps_the_flow_cause() -> None:
+    a = attempt(answered_at=T0)
+    a.set_outcome("max_duration")
+    a.set_outcome("normal")  # first outcome wins
+    assert a.finish(hangup_cause=16, caller_gone=False).cause == "max_duration"
+
+
+def test_caller_cancel_before_answer_is_487() -> None:
+    record = attempt().finish(hangup_cause=CAUSE_NORMAL_CLEARING, caller_gone=True)
+    assert (record.sip_status, record.cause, record.processor) == (487, "caller_cancelled", None)
+
+
+def test_flow_outcome_before_answer_with_status() -> None:
+    a = attempt()
+    a.set_outcome("busy", 486)
+    record = a.finish(hangup_cause=CAUSE_USER_BUSY, caller_gone=True)
+    assert (record.sip_status, record.cause) == (486, "busy")
+
+
+@pytest.mark.parametrize(
+    ("cause", "status", "text"),
+    [
+        (CAUSE_CONGESTION, 503, "unavailable"),
+        (CAUSE_CALL_REJECTED, 403, "rejected"),
+        (99, 603, "error"),
+    ],
+)
+def test_refusal_without_flow_outcome_uses_the_hangup_cause(
+    cause: int, status: int, text: str
+) -> None:
+    record = attempt().finish(hangup_cause=cause, caller_gone=False)
+    assert (record.sip_status, record.cause) == (status, text)
+
+
+def test_speaqr_wins_over_passthrough_in_the_processor_column() -> None:
+    a = attempt()
+    a.processor_used("passthrough")
+    a.processor_used("speaqr")
+    assert a.processor == "speaqr"
+
+
+def test_row_is_cut_to_column_sizes_and_naive_utc() -> None:
+    local = datetime(2030, 1, 2, 4, 4, 5, tzinfo=UTC).astimezone()
+    record = attempt(call_id="x" * 300, username="alice", started_at=local).finish(
+        hangup_cause=16, caller_gone=True, ended_at=T0
+    )
+    row = dict(zip(COLUMNS, record.as_row(), strict=True))
+    assert len(row["call_id"]) == 255
+    assert row["started_at"] == datetime(2030, 1, 2, 4, 4, 5)
+    assert row["ended_at"].tzinfo is None
+    assert row["answered_at"] is None
+    assert INSERT_SQL.count("%s") == len(COLUMNS)
+
+
+def test_schema_file_declares_every_column() -> None:
+    sql = SQL.read_text()
+    for column in (*COLUMNS, "id", "created_at"):
+        assert f"\n  {column} " in sql, column
+    assert "ENGINE=InnoDB" in sql and "utf8mb4" in sql
+    assert "KEY call_records_user_started (username, started_at)" in sql
+    assert "UNIQUE KEY call_records_attempt (attempt_id)" in sql
+
+
+def test_log_sink_logs_the_whole_record(caplog: pytest.LogCaptureFixture) -> None:
+    record = attempt(username="alice").finish(hangup_cause=16, caller_gone=True, ended_at=T0)
+    with caplog.at_level(logging.INFO, logger="speaqr_sip.callrecords"):
+        LogSink().submit(record)
+    assert 'username="alice"' in caplog.text and 'cause="caller_cancelled"' in caplog.text
+
+
+# --- the writer ---------------------------------------------------------------------------
+
+
+class FakeDb:
+    """Committed rows keyed by attempt_id (the UNIQUE key), with scripted failures."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[Any, ...]] = {}
+        self.inserts = 0
+        self.connects = 0
+        self.down = False
+        self.fail_commits = 0
+        self.lose_ack_once = False
+        self.bad_usernames: set[str] = set()
+        self.delay = 0.0
+        self.lock = threading.Lock()
+
+    def connect(self) -> "FakeConnection":
+        self.connects += 1
+        if self.down:
+            raise pymysql.err.OperationalError(2002, "Can't connect")
+        return FakeConnection(self)
+
+
+class FakeCursor:
+    def __init__(self, conn: "FakeConnection") -> None:
+        self.conn = conn
+
+    def __enter__(self) -> "FakeCursor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
+        assert query == INSERT_SQL
+        db = self.conn.db
+        if db.down:
+            raise pymysql.err.OperationalError(2013, "Lost connection")
+        for row in args:
+            if row[COLUMNS.index("username")] in db.bad_usernames:
+                raise pymysql.err.DataError(1406, "Data too long")
+            self.conn.pending.append(tuple(row))
+
+
+class FakeConnection:
+    def __init__(self, db: FakeDb) -> None:
+        self.db = db
+        self.pending: list[tuple[Any, ...]] = []
+        self.closed = False
+
+    def cursor(self) -> FakeCursor:
+        return FakeCursor(self)
+
+    def commit(self) -> None:
+        db = self.db
+        if db.delay:
+            threading.Event().wait(db.delay)
+        if db.fail_commits > 0:
+            db.fail_commits -= 1
+            self.pending.clear()
+            raise pymysql.err.OperationalError(2006, "MySQL server has gone away")
+        with db.lock:
+            for row in self.pending:
+                db.inserts += 1
+                db.rows.setdefault(row[0], row)  # ON DUPLICATE KEY UPDATE id = id
+        self.pending.clear()
+        if db.lose_ack_once:
+            db.lose_ack_once = False
+            raise pymysql.err.OperationalError(2013, "Lost connection during commit")
+
+    def rollback(self) -> None:
+        self.pending.clear()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def make_record(i: int, username: str = "alice") -> CallRecord:
+    return attempt(channel_id=f"1.{i}", username=username).finish(
+        hangup_cause=16, caller_gone=True, ended_at=T0
+    )
+
+
+def writer(db: FakeDb, **config: Any) -> RecordWriter:
+    values: dict[str, Any] = {
+        "enabled": True,
+        "retry_initial": 0.01,
+        "retry_max": 0.05,
+        "flush_timeout": 2.0,
+    }
+    values.update(config)
+    return RecordWriter(db.connect, CallRecordsConfig(**values), call_timeout=2.0)
+
+
+async def wait_until(predicate: Any, limit: float = 5.0) -> None:
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+pytestmark_async = pytest.mark.asyncio
+
+
+@pytestmark_async
+async def test_calls_ending_together_lose_no_row() -> None:
+    db = FakeDb()
+    w = writer(db, batch_size=7)
+    await w.start()
+
+    async def one_call(i: int) -> None:
+        await asyncio.sleep(0)
+        w.submit(make_record(i))
+
+    await asyncio.gather(*(one_call(i) for i in range(300)))
+    await wait_until(lambda: len(db.rows) == 300)
+    await w.close()
+    assert w.written == 300 and w.dropped == 0
+    assert db.connects == 1  # one kept connection
+
+
+@pytestmark_async
+async def test_database_down_then_back_keeps_rows_and_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = FakeDb()
+    db.down = True
+    w = writer(db)
+    await w.start()
+    with caplog.at_level(logging.INFO, logger="speaqr_sip.callrecords"):
+        for i in range(5):
+            w.submit(make_record(i))
+        await wait_until(lambda: w.retries >= 3)
+        assert not db.rows
+        db.down = False
+        await wait_until(lambda: len(db.rows) == 5)
+        await w.close()
+    assert w.dropped == 0
+    assert caplog.text.count("database write failed") == 1  # not one line per retry
+    assert "database writes work again" in caplog.text
+
+
+@pytestmark_async
+async def test_lost_acknowledgement_does_not_duplicate() -> None:
+    db = FakeDb()
+    db.lose_ack_once = True
+    w = writer(db)
+    await w.start()
+    w.submit(make_record(1))
+    w.submit(make_record(2))
+    await wait_until(lambda: w.written == 2)
+    await w.close()
+    assert db.inserts == 4  # the batch went in twice...
+    assert len(db.rows) == 2  # ...but the unique attempt_id kept one row each
+    assert w.retries == 1
+
+
+@pytestmark_async
+async def test_commit_failure_retries_the_whole_batch() -> None:
+    db = FakeDb()
+    db.fail_commits = 2
+    w = writer(db)
+    await w.start()
+    for i in range(3):
+        w.submit(make_record(i))
+    await wait_until(lambda: len(db.rows) == 3)
+    await w.close()
+    assert w.retries == 2 and w.dropped == 0
+
+
+@pytestmark_async
+async def test_a_row_the_table_rejects_is_logged_and_the_others_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = FakeDb()
+    db.bad_usernames = {"mallory"}
+    w = writer(db)
+    with caplog.at_level(logging.ERROR, logger="speaqr_sip.callrecords"):
+        for i in range(4):
+            w.submit(make_record(i, "mallory" if i == 2 else "alice"))
+        await w.start()
+        await wait_until(lambda: w.written == 3)
+        await w.close()
+    assert len(db.rows) == 3 and w.dropped == 1
+    assert 'username="mallory"' in caplog.text and "DataError" in caplog.text
+
+
+@pytestmark_async
+async def test_full_queue_logs_the_record_instead_of_blocking(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = FakeDb()
+    w = writer(db, queue_size=2)
+    with caplog.at_level(logging.ERROR, logger="speaqr_sip.callrecords"):
+        for i in range(3):
+            w.submit(make_record(i))
+    assert w.dropped == 1 and 'channel_id="1.2"' in caplog.text
+    await w.start()
+    await w.close()
+    assert len(db.rows) == 2
+
+
+@pytestmark_async
+async def test_close_flushes_what_is_queued() -> None:
+    db = FakeDb()
+    db.delay = 0.02
+    w = writer(db, batch_size=2)
+    await w.start()
+    for i in range(10):
+        w.submit(make_record(i))
+    await w.close()
+    assert len(db.rows) == 10 and w.dropped == 0
+
+
+@pytestmark_async
+async def test_close_with_database_down_logs_every_unwritten_row(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = FakeDb()
+    db.down = True
+    w = writer(db, flush_timeout=0.3, retry_initial=5.0, retry_max=10.0)
+    await w.start()
+    for i in range(3):
+        w.submit(make_record(i))
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.ERROR, logger="speaqr_sip.callrecords"):
+        await w.close()
+    # The long backoff is cut short by close(), which gives up after flush_timeout.
+    assert loop.time() - started < 2.0
+    assert w.dropped == 3
+    for i in range(3):
+        assert f'channel_id="1.{i}"' in caplog.text
+    w.submit(make_record(9))  # after close: logged, not queued
+    assert w.dropped == 4
+
+
+def test_insert_now_writes_one_row_and_closes() -> None:
+    db = FakeDb()
+    connections: list[FakeConnection] = []
+
+    def connect() -> FakeConnection:
+        conn = db.connect()
+        connections.append(conn)
+        return conn
+
+    insert_now(connect, make_record(1))
+    assert len(db.rows) == 1 and connections[0].closed
+    db.down = True
+    with pytest.raises(pymysql.err.OperationalError):
+        insert_now(connect, make_record(2))
