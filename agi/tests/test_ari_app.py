@@ -173,13 +173,6 @@ async def test_media_channel_loss_hangs_up_the_caller(running: Running) -> None:
     assert "DELETE /ari/channels/1700000000.1?reason_code=16" in rest_sequence(fake)
 
 
-async def test_call_service_is_refused_with_503_cause(running: Running) -> None:
-    fake = running.fake
-    await fake.caller_enters_stasis("c-call", ["call"], {**AGI_OK, "SPEAQR_SERVICE": "call"})
-    await fake.wait_for(lambda: "c-call" not in fake.channels)
-    assert rest_sequence(fake) == ["DELETE /ari/channels/c-call?reason_code=34"]
-
-
 async def test_unchecked_channel_is_refused_with_403_cause(running: Running) -> None:
     fake = running.fake
     await fake.caller_enters_stasis("c-raw", ["loopback"], {})

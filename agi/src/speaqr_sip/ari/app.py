@@ -12,6 +12,8 @@ from speaqr_sip.ari.client import AriClient, AriError
 from speaqr_sip.ari.events import EventStream
 from speaqr_sip.ari.flows import FLOWS, Flow
 from speaqr_sip.ari.metrics import AppMetrics
+from speaqr_sip.ari.services import CallServices, record_sink
+from speaqr_sip.callrecords import RecordSink
 from speaqr_sip.causes import CAUSE_CONGESTION
 from speaqr_sip.config import AriAppConfig
 from speaqr_sip.processors import selected_kind
@@ -19,6 +21,8 @@ from speaqr_sip.processors import selected_kind
 logger = logging.getLogger(__name__)
 
 METRICS_INTERVAL = 300.0
+# Services whose calls get a call_records row.
+RECORDED_SERVICES = frozenset({"loopback", "call"})
 
 
 class AriApplication:
@@ -27,6 +31,7 @@ class AriApplication:
         config: AriAppConfig,
         session: aiohttp.ClientSession,
         flows: dict[str, type[Flow]] | None = None,
+        records: RecordSink | None = None,
     ) -> None:
         self.config = config
         self.client = AriClient(
@@ -38,6 +43,8 @@ class AriApplication:
         )
         self.flows = flows if flows is not None else FLOWS
         self.metrics = AppMetrics()
+        self.services = CallServices.from_config(config)
+        self.records = records if records is not None else record_sink(config)
         self.routes: dict[str, CallContext] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.events = EventStream(session, config.ari, self.on_event, self.on_connected)
@@ -56,18 +63,25 @@ class AriApplication:
             selected_kind(self.config),
             self.config.processor.fallback,
         )
+        await self.records.start()
         reporter = asyncio.create_task(self._report_metrics(stop))
         try:
             await self.events.run(stop)
         finally:
             reporter.cancel()
-            await self.shutdown()
+            try:
+                await self.shutdown()
+            finally:
+                await self.records.close()
 
     async def shutdown(self) -> None:
         calls = self.calls
         if calls:
             logger.info("shutting down: hanging up %d active call(s)", len(calls))
         for ctx in calls:
+            ctx.record.set_outcome("shutdown")
+            if not ctx.answered:
+                ctx.hangup_cause = CAUSE_CONGESTION  # 503 rather than 603 before answer
             ctx.end("application shutdown")
         if self.tasks:
             _done, pending = await asyncio.wait(
@@ -108,10 +122,11 @@ class AriApplication:
         if not isinstance(channel_id, str):
             return
         ctx = self.routes.get(channel_id)
-        if kind == "StasisStart":
-            if ctx is None:  # our own externalMedia channels are already routed
-                args = event.get("args") or []
-                self.start_call(channel, [str(a) for a in args])
+        if kind == "StasisStart" and ctx is None:
+            # Our own channels (externalMedia, the call service's callee leg) are routed
+            # already and their StasisStart goes to their call below.
+            args = event.get("args") or []
+            self.start_call(channel, [str(a) for a in args])
         elif ctx is not None:
             ctx.handle_event(event)
 
@@ -124,6 +139,7 @@ class AriApplication:
             config=self.config,
             routes=self.routes,
             metrics=self.metrics,
+            services=self.services,
         )
         self.metrics.calls_started += 1
         task = asyncio.create_task(self._run_call(ctx), name=f"call-{ctx.channel_id}")
@@ -149,18 +165,34 @@ class AriApplication:
                 self.metrics.calls_failed += 1
                 ctx.log.warning("call failed: %s", exc)
                 ctx.hangup_cause = CAUSE_CONGESTION
+                ctx.record.set_outcome("error")
         except Exception:
             self.metrics.calls_failed += 1
             ctx.log.exception("call failed")
             ctx.hangup_cause = CAUSE_CONGESTION
+            ctx.record.set_outcome("error")
         finally:
             ctx.end(ctx.end_reason or "flow finished")
             await asyncio.shield(self._teardown(ctx))
 
     async def _teardown(self, ctx: CallContext) -> None:
+        caller_gone = ctx.caller_gone  # before our own hangup makes it true
         try:
             await ctx.teardown()
         except Exception:
             ctx.log.exception("teardown failed")
         self.metrics.calls_ended += 1
         ctx.log.info("call ended: %s", ctx.end_reason)
+        if ctx.service not in RECORDED_SERVICES:
+            return  # no user call (orphan callee leg, unknown Stasis argument): logged only
+        try:
+            record = ctx.record.finish(hangup_cause=ctx.hangup_cause, caller_gone=caller_gone)
+            ctx.log.info(
+                "call record: service=%s sip_status=%d cause=%s",
+                record.service or "-",
+                record.sip_status,
+                record.cause,
+            )
+            self.records.submit(record)
+        except Exception:
+            ctx.log.exception("call record failed")

@@ -8,6 +8,8 @@ from typing import Any
 
 from speaqr_sip.ari.client import AriClient, AriError
 from speaqr_sip.ari.metrics import AppMetrics
+from speaqr_sip.ari.services import CallServices
+from speaqr_sip.callrecords import CallAttempt, utcnow
 from speaqr_sip.causes import CAUSE_NORMAL_CLEARING
 from speaqr_sip.config import AriAppConfig
 
@@ -19,6 +21,9 @@ END_EVENTS = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"}
 
 class CallEnded(Exception):
     """The call ended (hangup, shutdown) while a set-up step was in progress."""
+
+
+EventListener = Callable[[dict[str, Any]], None]
 
 
 class CallLog(logging.LoggerAdapter[logging.Logger]):
@@ -46,6 +51,7 @@ class CallContext:
         config: AriAppConfig,
         routes: dict[str, "CallContext"],
         metrics: AppMetrics,
+        services: CallServices | None = None,
     ) -> None:
         self.channel_id: str = str(channel.get("id", ""))
         self.channel = channel
@@ -54,10 +60,18 @@ class CallContext:
         self.config = config
         self.metrics = metrics
         self.log = CallLog(logger, {"channel": self.channel_id})
+        self.services = services or CallServices.from_config(config)
+        # The call_records row in the making; flows fill it in, the app submits it.
+        self.record = CallAttempt(service=service, channel_id=self.channel_id)
+        # The SPEAQR_* channel variables the AGI check left (read by read_session).
+        self.variables: dict[str, str] = {}
         self.ended = asyncio.Event()
         self.end_reason = ""
         self.caller_gone = False
-        self.answered = False
+        self._answered = False
+        # Called with every event of the call's channels, before the default handling.
+        self.listeners: list[EventListener] = []
+        self._passive: set[str] = set()
         # Q.850 cause used when we hang up the caller (34 -> 503 before answer).
         self.hangup_cause = CAUSE_NORMAL_CLEARING
         self._routes = routes
@@ -65,18 +79,41 @@ class CallContext:
         self._teardown: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         self.claim(self.channel_id)
 
+    @property
+    def answered(self) -> bool:
+        return self._answered
+
+    @answered.setter
+    def answered(self, value: bool) -> None:
+        if value and not self._answered:
+            self.record.answered_at = utcnow()
+        self._answered = value
+
     # --- channels and events ------------------------------------------------------------
 
-    def claim(self, channel_id: str) -> None:
-        """Route ``channel_id``'s events to this call (call before creating the channel)."""
+    def claim(self, channel_id: str, *, ends_call: bool = True) -> None:
+        """Route ``channel_id``'s events to this call (call before creating the channel).
+
+        With ``ends_call=False`` the channel going away does not end the call by itself:
+        a listener decides (the ``call`` flow's callee leg, whose cause matters).
+        """
         self._routes[channel_id] = self
         self._owned.append(channel_id)
+        if not ends_call:
+            self._passive.add(channel_id)
 
     def handle_event(self, event: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(event)
+            except Exception:
+                self.log.exception("event listener failed on %s", event.get("type"))
         kind = event.get("type")
         if kind not in END_EVENTS:
             return
         channel_id = (event.get("channel") or {}).get("id")
+        if channel_id in self._passive:
+            return
         if channel_id == self.channel_id:
             self.caller_gone = True
             self.end(f"caller {kind}")

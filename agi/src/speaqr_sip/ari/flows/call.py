@@ -1,14 +1,341 @@
-"""The ``call`` service (issue 4): not implemented yet, refused with 503."""
+"""The ``call`` service: dial a real number over the carrier trunk, translate both ways.
 
-from speaqr_sip.ari.call import CallContext
+Order of events for one call (the caller sits in ``Stasis(loopback,call)``, unanswered):
+
+1. Read the AGI's variables; the dialled number is X-Dial when present, else X-Destination
+   (both E.164, else 484); the destination policy (403) and the concurrency limits (403)
+   are checked and a slot is held until teardown.
+2. Start two processor sessions (caller->callee: source->target; callee->caller:
+   target->source). A refusal with ``fallback = "hangup"`` is a 503 before anything is
+   dialled.
+3. Originate ``[call] trunk_endpoint_template`` with ``app=<ari app>``,
+   ``appArgs=call-leg,<caller channel id>``, our own ``channelId`` (claimed first so its
+   events reach this call), ``originator=<caller>`` and the configured caller-ID.
+4. Callee rings (ChannelStateChange ``Ringing``) -> ``POST /channels/<caller>/ring`` (180).
+   Callee ends before answer -> its Q.850 cause is mapped (``call_routing``) and the
+   caller, still unanswered, is hung up with the matching cause (486, 480, 403, 404, 484,
+   503). No answer within ``[call] answer_timeout`` -> 480.
+5. Callee answers (its StasisStart with ``call-leg``) -> answer the caller, then bridge A
+   (caller + externalMedia A) and bridge B (callee + externalMedia B), crossed through the
+   two sessions (:mod:`.media`).
+6. Either side hangs up, a session fails with ``fallback = "hangup"``, or
+   ``[policy] max_call_duration`` passes -> the call ends; teardown hangs up both legs and
+   removes bridges, media channels, relays and sessions.
+"""
+
+import asyncio
+import dataclasses
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from speaqr_sip.ari.call import END_EVENTS, CallContext
+from speaqr_sip.ari.client import AriError
 from speaqr_sip.ari.flows.base import Flow
+from speaqr_sip.ari.flows.call_routing import (
+    INVALID_NUMBER,
+    NO_ANSWER,
+    POLICY,
+    UNAVAILABLE,
+    CallerOutcome,
+    caller_id,
+    outcome_for_callee_cause,
+    trunk_endpoint,
+)
+from speaqr_sip.ari.flows.media import (
+    CrossedProcessor,
+    Direction,
+    attach_media,
+    crossed_failure_handler,
+    open_bridge,
+)
+from speaqr_sip.ari.flows.session import midcall_fallback, open_processor, read_session
 from speaqr_sip.causes import CAUSE_CONGESTION
+from speaqr_sip.logsetup import safe
+from speaqr_sip.processors import Processor, ProcessorError, SessionParams
+from speaqr_sip.validation import E164_RE, dialled_number
+
+# First Stasis argument of the callee leg; the second is the caller's channel id.
+LEG_ARG = "call-leg"
+# Asterisk's own originate timeout is a backstop behind our answer timer.
+ORIGINATE_TIMEOUT_MARGIN = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LegEvent:
+    kind: Literal["ringing", "answered", "gone"]
+    cause: int = 0
 
 
 class CallFlow(Flow):
     service = "call"
 
+    def __init__(self) -> None:
+        self.leg_id = f"speaqr-leg-{uuid.uuid4().hex}"
+        self._leg_events: asyncio.Queue[LegEvent] = asyncio.Queue()
+        self._leg_up = False
+        self._leg_gone = False
+        self._ctx: CallContext | None = None
+
     async def run(self, ctx: CallContext) -> None:
-        ctx.log.warning("service=call refused: not available yet (503)")
+        self._ctx = ctx
+        params = await read_session(ctx)
+        if params is None:
+            return
+        number = self._dialled_number(ctx, params)
+        if number is None or not self._admit(ctx, number):
+            return
+        directions = await self._open_directions(ctx, params)
+        if directions is None:
+            return
+        if not await self._dial(ctx, number):
+            return
+        answered_at = await self._wait_for_answer(ctx)
+        if answered_at is None:
+            return
+        await ctx.guard(ctx.client.answer(ctx.channel_id))
+        ctx.answered = True
+        relays = await self._connect(ctx, *directions)
+        await self._converse(ctx, relays, answered_at)
+
+    # --- admission ----------------------------------------------------------------------
+
+    def _refuse(self, ctx: CallContext, outcome: CallerOutcome, why: str) -> None:
+        """End the call before answer: the caller is hung up with ``outcome``'s cause."""
+        ctx.hangup_cause = outcome.caller_cause
+        ctx.record.set_outcome(outcome.cause, outcome.sip_status)
+        ctx.log.warning(
+            "call_id=%s %s: caller gets %d (%s)",
+            safe(ctx.record.call_id),
+            why,
+            outcome.sip_status,
+            outcome.cause,
+        )
+
+    def _dialled_number(self, ctx: CallContext, params: SessionParams) -> str | None:
+        dial = ctx.variables.get("SPEAQR_DIAL", "")
+        number = dialled_number(params.destination, dial)
+        ctx.record.dialled_number = number
+        if not (E164_RE.fullmatch(params.destination) and E164_RE.fullmatch(number)):
+            ctx.metrics.calls_refused += 1
+            self._refuse(ctx, INVALID_NUMBER, "X-Destination/X-Dial not E.164")
+            return None
+        return number
+
+    def _admit(self, ctx: CallContext, number: str) -> bool:
+        services = ctx.services
+        violation = services.destinations.check(number)
+        if violation is None:
+            violation = services.limiter.acquire(ctx.channel_id, ctx.record.username)
+            if violation is None:
+                limiter = services.limiter
+                ctx.on_teardown("outbound call slot", self._releaser(ctx))
+                ctx.log.info(
+                    "outbound slot taken: user %d/%d, total %d/%d",
+                    limiter.active(ctx.record.username),
+                    limiter.per_user,
+                    limiter.active(),
+                    limiter.total,
+                )
+                return True
         ctx.metrics.calls_refused += 1
-        ctx.hangup_cause = CAUSE_CONGESTION
+        self._refuse(ctx, POLICY, f"refused by policy ({violation.reason}: {violation.detail})")
+        return False
+
+    @staticmethod
+    def _releaser(ctx: CallContext) -> Callable[[], Awaitable[None]]:
+        async def release() -> None:
+            ctx.services.limiter.release(ctx.channel_id)
+
+        return release
+
+    # --- processors ---------------------------------------------------------------------
+
+    async def open_direction(self, ctx: CallContext, params: SessionParams) -> Processor | None:
+        """One processor session (a hook: tests substitute their own processors)."""
+        return await open_processor(ctx, params)
+
+    async def _open_directions(
+        self, ctx: CallContext, params: SessionParams
+    ) -> tuple[Direction, Direction] | None:
+        forward = params
+        backward = dataclasses.replace(
+            params,
+            channel_id=self.leg_id,
+            source_language=params.target_language,
+            target_language=params.source_language,
+        )
+        # Both at once (each is bounded by [processor] start_timeout); wait for both so
+        # that every started session has its teardown registered before we go on.
+        results = await asyncio.gather(
+            self.open_direction(ctx, forward),
+            self.open_direction(ctx, backward),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        first, second = results
+        if not isinstance(first, Processor) or not isinstance(second, Processor):
+            return None  # open_processor set the 503 and the record's outcome
+        return Direction("caller->callee", first, forward), Direction(
+            "callee->caller", second, backward
+        )
+
+    # --- dialling -----------------------------------------------------------------------
+
+    async def _dial(self, ctx: CallContext, number: str) -> bool:
+        client = ctx.client
+        call = ctx.config.call
+        leg_id = self.leg_id
+        ctx.claim(leg_id, ends_call=False)
+        ctx.listeners.append(self._on_event)
+        ctx.on_teardown("callee leg", lambda: client.hangup(leg_id))
+        endpoint = trunk_endpoint(number, call)
+        params = {
+            "endpoint": endpoint,
+            "app": ctx.config.ari.app,
+            "appArgs": f"{LEG_ARG},{ctx.channel_id}",
+            "channelId": leg_id,
+            "originator": ctx.channel_id,
+            "callerId": caller_id(call, ctx.record.username),
+            "timeout": str(math.ceil(call.answer_timeout) + ORIGINATE_TIMEOUT_MARGIN),
+        }
+        try:
+            await ctx.guard(client.request("POST", "/channels", params=params))
+        except AriError as exc:
+            self._refuse(ctx, UNAVAILABLE, f"originate to {endpoint} failed ({exc})")
+            return False
+        ctx.log.info(
+            "call_id=%s dialling %s (callee leg %s, answer timeout %.0f s)",
+            safe(ctx.record.call_id),
+            endpoint,
+            leg_id,
+            call.answer_timeout,
+        )
+        if call.ringback == "immediate":
+            await self._ring(ctx)
+        return True
+
+    async def _ring(self, ctx: CallContext) -> None:
+        try:
+            await ctx.guard(ctx.client.request("POST", f"/channels/{ctx.channel_id}/ring"))
+        except AriError as exc:
+            ctx.log.warning("ringing the caller failed: %s", exc)
+
+    async def _wait_for_answer(self, ctx: CallContext) -> float | None:
+        """Until the callee answers (its loop time) or the call is decided (``None``)."""
+        loop = asyncio.get_running_loop()
+        timeout = ctx.config.call.answer_timeout
+        deadline = loop.time() + timeout
+        rung = ctx.config.call.ringback == "immediate"
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._refuse(ctx, NO_ANSWER, f"no answer within {timeout:.0f} s")
+                return None
+            try:
+                event = await ctx.guard(asyncio.wait_for(self._leg_events.get(), remaining))
+            except TimeoutError:
+                continue
+            if event.kind == "ringing" and not rung:
+                rung = True
+                await self._ring(ctx)
+            elif event.kind == "answered":
+                ctx.log.info("callee answered")
+                return loop.time()
+            elif event.kind == "gone":
+                outcome = outcome_for_callee_cause(event.cause)
+                self._refuse(ctx, outcome, f"callee leg ended before answer (cause {event.cause})")
+                return None
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        """Events of the callee leg (a listener on the call; never blocks)."""
+        channel = event.get("channel") or {}
+        if channel.get("id") != self.leg_id or self._leg_gone:
+            return
+        kind = event.get("type")
+        if kind == "ChannelStateChange":
+            if channel.get("state") == "Ringing":
+                self._leg_events.put_nowait(LegEvent("ringing"))
+        elif kind == "StasisStart":
+            self._leg_up = True
+            self._leg_events.put_nowait(LegEvent("answered"))
+        elif kind in END_EVENTS:
+            cause = event.get("cause")
+            cause = cause if isinstance(cause, int) else 0
+            if self._leg_up:
+                self._leg_gone = True
+                if self._ctx is not None:
+                    self._ctx.end(f"callee hung up ({kind}, cause {cause})")
+            elif cause or kind == "ChannelDestroyed":
+                self._leg_gone = True
+                self._leg_events.put_nowait(LegEvent("gone", cause))
+
+    # --- conversation -------------------------------------------------------------------
+
+    async def _connect(
+        self, ctx: CallContext, forward: Direction, backward: Direction
+    ) -> list["asyncio.Task[ProcessorError | None]"]:
+        """Each leg in its own bridge with its own externalMedia, crossed through the sessions."""
+        caller_bridge = await open_bridge(ctx, f"call-{ctx.channel_id}-caller", ctx.channel_id)
+        callee_bridge = await open_bridge(ctx, f"call-{ctx.channel_id}-callee", self.leg_id)
+        caller_side = CrossedProcessor(inbound=forward, outbound=backward)
+        callee_side = CrossedProcessor(inbound=backward, outbound=forward)
+        caller_relay = await attach_media(
+            ctx,
+            caller_bridge,
+            caller_side,
+            crossed_failure_handler(caller_side, midcall_fallback(ctx, backward.params)),
+            label="caller",
+        )
+        callee_relay = await attach_media(
+            ctx,
+            callee_bridge,
+            callee_side,
+            crossed_failure_handler(callee_side, midcall_fallback(ctx, forward.params)),
+            label="callee",
+        )
+        ctx.log.info("call up: caller and callee bridged through two processor sessions")
+        return [caller_relay, callee_relay]
+
+    async def _converse(
+        self,
+        ctx: CallContext,
+        relays: list["asyncio.Task[ProcessorError | None]"],
+        answered_at: float,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        limit = ctx.config.policy.max_call_duration
+        remaining = max(0.0, answered_at + limit - loop.time())
+        ended = asyncio.create_task(ctx.ended.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {ended, *relays}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ended.cancel()
+        if not done:
+            ctx.record.set_outcome("max_duration")
+            ctx.log.info("maximum call duration (%d s) reached: hanging up both legs", limit)
+            ctx.end("maximum call duration reached")
+            return
+        for relay in relays:
+            if relay.done() and not relay.cancelled():
+                failure = relay.result()
+                if failure is not None:
+                    ctx.hangup_cause = CAUSE_CONGESTION
+                    ctx.record.set_outcome("processor_failed")
+                ctx.end(f"processor ended: {failure}" if failure else "processor ended")
+
+
+class CallLegFlow(Flow):
+    """A callee leg whose call is gone (e.g. the caller hung up as the callee answered, or
+    the application restarted): hang it up."""
+
+    service = LEG_ARG
+
+    async def run(self, ctx: CallContext) -> None:
+        ctx.log.warning("callee leg without a live call: hanging it up")

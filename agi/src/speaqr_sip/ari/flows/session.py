@@ -38,7 +38,13 @@ async def read_session(ctx: CallContext) -> SessionParams | None:
         )
     )
     found = dict(zip(SESSION_VARIABLES, values, strict=True))
+    ctx.variables = found
+    record = ctx.record
+    record.call_id = found["SPEAQR_CALL_ID"]
+    record.username = found["SPEAQR_ORIGIN"]
+    record.destination = found["SPEAQR_DESTINATION"]
     if found["SPEAQR_CHECK"] != "OK" or found["SPEAQR_SERVICE"] != ctx.service:
+        record.set_outcome("unchecked", 403)
         ctx.log.error(
             "call_id=%s reached Stasis without a passed AGI check for service %s; refused (403)",
             safe(found["SPEAQR_CALL_ID"]),
@@ -94,8 +100,10 @@ async def open_processor(ctx: CallContext, params: SessionParams) -> Processor |
         else:
             ctx.log.warning("processor %s unavailable (%s): refusing the call (503)", kind, reason)
             ctx.hangup_cause = CAUSE_CONGESTION
+            ctx.record.set_outcome("processor_failed", 503)
             return None
     ctx.on_teardown(f"processor {processor.name}", processor.close)
+    ctx.record.processor_used(processor.name)
     ctx.log.info("processor %s started", processor.name)
     return processor
 
@@ -107,12 +115,14 @@ def midcall_fallback(ctx: CallContext, params: SessionParams) -> FailureHandler:
         if ctx.config.processor.fallback != "passthrough":
             ctx.log.warning("processor failed mid-call (%s): ending the call", exc)
             ctx.hangup_cause = CAUSE_CONGESTION
+            ctx.record.set_outcome("processor_failed", 503)
             return None
         ctx.log.warning("processor failed mid-call (%s): continuing with passthrough", exc)
         ctx.metrics.speaqr_fallbacks += 1
         replacement = PassthroughProcessor(max_frames=ctx.config.media.max_backlog_ms // 20)
         await replacement.start(params)
         ctx.on_teardown("processor passthrough (fallback)", replacement.close)
+        ctx.record.processor_used(replacement.name)
         return replacement
 
     return handle

@@ -1,0 +1,115 @@
+"""The fake ARI plus what the ``call`` service needs: originate to a scripted carrier, ring.
+
+:class:`CarrierAri` answers ``POST /ari/channels`` like Asterisk does for an originate with
+``app``: the new channel is returned at once, then -- as the scripted :class:`Carrier`
+says -- it rings (ChannelStateChange ``Ringing``), answers (ChannelStateChange ``Up`` +
+StasisStart with the ``appArgs``) or fails (ChannelHangupRequest + ChannelDestroyed with a
+Q.850 cause, as chan_pjsip reports a carrier's 486/480/403/...).
+"""
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aiohttp import web
+
+from ari_fake import FakeAri, FakeChannel
+
+Outcome = Literal["answer", "fail", "ring_forever", "http_error"]
+
+
+@dataclass
+class Carrier:
+    outcome: Outcome = "answer"
+    # Q.850 cause of the callee leg for outcome "fail" (17 busy, 21 rejected, ...).
+    cause: int = 16
+    # Also emit ChannelHangupRequest before ChannelDestroyed (with ``request_cause``).
+    hangup_request: bool = True
+    request_cause: int | None = None
+    ring_after: float = 0.02
+    answer_after: float = 0.05
+    # Numbers the carrier was asked for, with the caller-ID it saw.
+    dialled: list[tuple[str, str]] = field(default_factory=list)
+
+
+class CarrierAri(FakeAri):
+    def __init__(self) -> None:
+        super().__init__()
+        self.carrier = Carrier()
+        self.originations: list[dict[str, str]] = []
+        self.rings: list[str] = []
+        self._scripts: set[asyncio.Task[None]] = set()
+        self.app.router.add_post("/ari/channels", self._originate)
+        self.app.router.add_post("/ari/channels/{id}/ring", self._ring)
+
+    async def stop(self) -> None:
+        for task in list(self._scripts):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().stop()
+
+    # --- what a test does -------------------------------------------------------------
+
+    def leg_ids(self) -> list[str]:
+        return [o["channelId"] for o in self.originations]
+
+    async def callee_hangs_up(self, leg_id: str) -> None:
+        await self.caller_hangs_up(leg_id)  # the same events as any channel hanging up
+
+    # --- handlers ---------------------------------------------------------------------
+
+    async def _originate(self, request: web.Request) -> web.Response:
+        self._record(request)
+        query = dict(request.query)
+        self.originations.append(query)
+        carrier = self.carrier
+        if carrier.outcome == "http_error":
+            raise web.HTTPInternalServerError(
+                text=json.dumps({"message": "Allocation failed"}), content_type="application/json"
+            )
+        for key in ("endpoint", "app", "appArgs", "channelId", "originator"):
+            if not query.get(key):
+                raise web.HTTPBadRequest(text=f"{key} missing")
+        if query["originator"] not in self.channels:
+            raise web.HTTPBadRequest(text="Provided originator channel was not found")
+        carrier.dialled.append((query["endpoint"], query.get("callerId", "")))
+        channel = FakeChannel(query["channelId"], state="Down")
+        self.channels[channel.id] = channel
+        task = asyncio.create_task(self._script(channel.id, query["appArgs"].split(",")))
+        self._scripts.add(task)
+        task.add_done_callback(self._scripts.discard)
+        return web.json_response(channel.json())
+
+    async def _script(self, leg_id: str, args: list[str]) -> None:
+        carrier = self.carrier
+        await asyncio.sleep(carrier.ring_after)
+        channel = self.channels.get(leg_id)
+        if channel is None:
+            return
+        channel.state = "Ringing"
+        await self.emit("ChannelStateChange", leg_id)
+        if carrier.outcome == "ring_forever":
+            return
+        await asyncio.sleep(carrier.answer_after)
+        channel = self.channels.get(leg_id)
+        if channel is None:
+            return
+        if carrier.outcome == "answer":
+            channel.state = "Up"
+            await self.emit("ChannelStateChange", leg_id)
+            await self.emit("StasisStart", leg_id, args=args)
+            return
+        if carrier.hangup_request:
+            cause = carrier.cause if carrier.request_cause is None else carrier.request_cause
+            await self.emit("ChannelHangupRequest", leg_id, cause=cause)
+        del self.channels[leg_id]
+        await self.emit("ChannelDestroyed", leg_id, snapshot=channel, cause=carrier.cause)
+
+    async def _ring(self, request: web.Request) -> web.Response:
+        self._record(request)
+        channel = self._channel(request)
+        self.rings.append(channel.id)
+        return web.Response(status=204)
