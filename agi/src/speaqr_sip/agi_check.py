@@ -15,7 +15,7 @@ import logging
 import sys
 
 from speaqr_sip.agi_io import StreamAGI
-from speaqr_sip.agi_session import AGI_FAILURES, run_check
+from speaqr_sip.agi_session import AGI_FAILURES, RefusalRecorder, run_check
 from speaqr_sip.config import (
     AGI_CONFIG_ENV,
     DEFAULT_AGI_CONFIG,
@@ -30,6 +30,15 @@ from speaqr_sip.policy import DestinationPolicy
 from speaqr_sip.userdb import UserDirectory
 
 logger = logging.getLogger(__name__)
+
+
+def refusal_recorder(config: AgiConfig | None) -> RefusalRecorder | None:
+    """Call records for refusals when ``[call_records] enabled`` (imported only then)."""
+    if config is None or not config.call_records.enabled:
+        return None
+    from speaqr_sip.callrecords import RefusalWriter
+
+    return RefusalWriter.for_database(config.database)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     directory = UserDirectory(config.database) if config else None
     policy = DestinationPolicy.from_config(config.policy) if config else None
-    decision = run_check(agi, directory, policy)
+    decision = run_check(agi, directory, policy, refusal_recorder(config))
     return 0 if decision is not None else 1
 
 

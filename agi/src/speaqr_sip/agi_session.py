@@ -3,6 +3,7 @@
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from asterisk.agi import AGIException
@@ -23,6 +24,22 @@ from speaqr_sip.validation import (
 )
 
 logger = logging.getLogger("speaqr_sip.agi")
+
+
+class RefusalRecorder(Protocol):
+    """Writes the call record of a refused call (:class:`speaqr_sip.callrecords.RefusalWriter`)."""
+
+    def record_refusal(
+        self,
+        decision: Refused,
+        *,
+        channel_id: str,
+        call_id: str,
+        endpoint: str,
+        service: str,
+        headers: dict[str, str],
+        started_at: datetime,
+    ) -> None: ...
 
 
 class UserLookup(Protocol):
@@ -70,8 +87,12 @@ def decide_for_channel(
     service: str,
     endpoint: str,
     policy: DestinationPolicy | None = None,
+    seen: dict[str, str] | None = None,
 ) -> Decision:
+    """``seen`` (when given) receives the raw header values, for the refusal's call record."""
     headers = {name: read_header(agi, name) for name in HEADER_NAMES}
+    if seen is not None:
+        seen.update(headers)
     checked = check_headers(service, headers, endpoint, policy)
     if isinstance(checked, Refused):
         return checked
@@ -86,14 +107,19 @@ def run_check(
     agi: StreamAGI,
     directory: UserLookup | None,
     policy: DestinationPolicy | None = None,
+    recorder: "RefusalRecorder | None" = None,
 ) -> Decision | None:
     """Run the whole check on one channel; ``None`` if the caller hung up meanwhile.
 
     ``directory`` is ``None`` when the configuration could not be loaded: the call is
     then refused as internal error (503) instead of being left to the dialplan's mercy.
     ``policy`` is the ``[policy]`` destination rule for ``call`` (403 when violated).
+    ``recorder`` (``[call_records] enabled``) writes a call record for every refusal:
+    those calls never reach the ARI application, which records all the others.
     """
     started = time.monotonic()
+    started_at = datetime.now(UTC)
+    seen: dict[str, str] = {}
     service = agi.argument(1)
     uniqueid = agi.env.get("agi_uniqueid", "")
     call_id = endpoint = ""
@@ -105,7 +131,9 @@ def run_check(
             decision = Refused(Refusal.INTERNAL_ERROR, "configuration not loaded")
         else:
             try:
-                decision = decide_for_channel(agi, directory.lookup, service, endpoint, policy)
+                decision = decide_for_channel(
+                    agi, directory.lookup, service, endpoint, policy, seen
+                )
             except AGI_FAILURES:
                 raise
             except Exception as exc:  # a bug must still end in a clean refusal
@@ -130,4 +158,14 @@ def run_check(
         endpoint=endpoint,
         ms=(time.monotonic() - started) * 1000.0,
     )
+    if recorder is not None and isinstance(decision, Refused):
+        recorder.record_refusal(
+            decision,
+            channel_id=uniqueid,
+            call_id=call_id,
+            endpoint=endpoint,
+            service=service,
+            headers=seen,
+            started_at=started_at,
+        )
     return decision

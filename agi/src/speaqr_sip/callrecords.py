@@ -6,7 +6,8 @@
 * Sinks: :class:`RecordWriter` (MariaDB; one writer task, a bounded asyncio queue, PyMySQL
   in a single worker thread, retries with backoff, final flush on shutdown),
   :class:`MemorySink` (tests) and :class:`LogSink` (records disabled: one log line each).
-* :func:`insert_now` -- a synchronous one-row insert for the AGI check's refusals.
+* :class:`RefusalWriter` -- the AGI check's refusals (calls that never reach the ARI
+  application), one synchronous INSERT each.
 
 A row that cannot be written (queue full, database down past the shutdown flush, data the
 table rejects) is logged in full at ERROR level, so it can still be recovered from the
@@ -27,8 +28,9 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -45,10 +47,19 @@ from speaqr_sip.causes import (
     CAUSE_NORMAL_CLEARING,
     CAUSE_UNALLOCATED,
     CAUSE_USER_BUSY,
+    Refusal,
     sip_status_for_cause,
 )
 from speaqr_sip.config import CallRecordsConfig, DatabaseConfig
 from speaqr_sip.logsetup import safe
+from speaqr_sip.validation import (
+    E164_RE,
+    HEADER_DESTINATION,
+    HEADER_DIAL,
+    IDENTIFIER_RE,
+    Refused,
+    dialled_number,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +315,100 @@ def connection_factory(config: DatabaseConfig) -> Callable[[], Connection]:
         return conn
 
     return connect
+
+
+# --- the AGI check's refusals -------------------------------------------------------------
+
+# Refusal reason -> cause column (the others keep the reason's own name).
+REFUSAL_CAUSES = {
+    Refusal.DESTINATION_NOT_ALLOWED: "policy",
+    Refusal.MALFORMED_NUMBER: "invalid_number",
+}
+
+
+def _clean(value: str, pattern: re.Pattern[str], limit: int) -> str:
+    """``value`` when it passes the header syntax, else ``""`` (no garbage in the table)."""
+    return value if len(value) <= limit and pattern.fullmatch(value) else ""
+
+
+def refusal_record(
+    decision: Refused,
+    *,
+    channel_id: str,
+    call_id: str,
+    endpoint: str,
+    service: str,
+    headers: Mapping[str, str],
+    started_at: datetime,
+) -> CallRecord:
+    """The row of a call the AGI check refused (it never reaches the ARI application)."""
+    svc = _clean(service, IDENTIFIER_RE, COLUMN_LIMITS["service"])
+    destination = _clean(headers.get(HEADER_DESTINATION, ""), IDENTIFIER_RE, 64)
+    dial = _clean(headers.get(HEADER_DIAL, ""), IDENTIFIER_RE, 64)
+    number = dialled_number(destination, dial)
+    return CallRecord(
+        attempt_id=uuid.uuid4().hex,
+        channel_id=_clean(channel_id, IDENTIFIER_RE, COLUMN_LIMITS["channel_id"]),
+        call_id=call_id,
+        username=_clean(endpoint, IDENTIFIER_RE, COLUMN_LIMITS["username"]),
+        service=svc,
+        destination=destination,
+        dialled_number=number if svc == "call" and E164_RE.fullmatch(number) else "",
+        started_at=started_at,
+        answered_at=None,
+        ended_at=utcnow(),
+        sip_status=decision.disposition.sip_status,
+        cause=REFUSAL_CAUSES.get(decision.reason, decision.reason.value),
+        processor=None,
+    )
+
+
+class RefusalWriter:
+    """The AGI check's recorder: one synchronous INSERT per refusal on a fresh connection
+    (the ``[database]`` timeouts bound it). A failure is logged with the whole record and
+    never changes the refusal itself."""
+
+    def __init__(self, connect: Callable[[], Connection]) -> None:
+        self._connect = connect
+
+    @classmethod
+    def for_database(cls, database: DatabaseConfig) -> "RefusalWriter":
+        return cls(connection_factory(database))
+
+    def record_refusal(
+        self,
+        decision: Refused,
+        *,
+        channel_id: str,
+        call_id: str,
+        endpoint: str,
+        service: str,
+        headers: dict[str, str],
+        started_at: datetime,
+    ) -> None:
+        try:
+            record = refusal_record(
+                decision,
+                channel_id=channel_id,
+                call_id=call_id,
+                endpoint=endpoint,
+                service=service,
+                headers=headers,
+                started_at=started_at,
+            )
+        except Exception:
+            logger.exception("call record of a refusal could not be built")
+            return
+        if decision.reason is Refusal.DATABASE_UNAVAILABLE:
+            # Known down: do not make the caller wait for a second connect timeout.
+            logger.error("call record not written (database unavailable): %s", record.as_log())
+            return
+        try:
+            insert_now(self._connect, record)
+        except Exception as exc:
+            logger.error(
+                "call record not written (%s): %s", exc.__class__.__name__, record.as_log()
+            )
 
 
 def insert_now(connect: Callable[[], Connection], record: CallRecord) -> None:

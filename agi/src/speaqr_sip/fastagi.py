@@ -15,6 +15,7 @@ import sys
 import threading
 from types import FrameType
 
+from speaqr_sip.agi_check import refusal_recorder
 from speaqr_sip.agi_io import StreamAGI
 from speaqr_sip.agi_session import AGI_FAILURES, UserLookup, run_check
 from speaqr_sip.config import (
@@ -41,6 +42,7 @@ class FastAgiServer(socketserver.ThreadingTCPServer):
         self.config = config
         self.directory = directory
         self.policy = DestinationPolicy.from_config(config.policy)
+        self.recorder = refusal_recorder(config)
         super().__init__((config.fastagi.host, config.fastagi.port), FastAgiHandler)
 
 
@@ -64,7 +66,7 @@ class FastAgiHandler(socketserver.BaseRequestHandler):
                     exc.__class__.__name__,
                 )
                 return
-            run_check(agi, self.server.directory, self.server.policy)
+            run_check(agi, self.server.directory, self.server.policy, self.server.recorder)
 
 
 def serve(config: AgiConfig) -> None:
