@@ -237,7 +237,7 @@ class CallFlow(Flow):
                 self._refuse(ctx, NO_ANSWER, f"no answer within {timeout:.0f} s")
                 return None
             try:
-                event = await ctx.guard(asyncio.wait_for(self._leg_events.get(), remaining))
+                event = await ctx.guard(self._next_leg_event(remaining))
             except TimeoutError:
                 continue
             if event.kind == "ringing" and not rung:
@@ -250,6 +250,9 @@ class CallFlow(Flow):
                 outcome = outcome_for_callee_cause(event.cause)
                 self._refuse(ctx, outcome, f"callee leg ended before answer (cause {event.cause})")
                 return None
+
+    async def _next_leg_event(self, timeout: float) -> LegEvent:
+        return await asyncio.wait_for(self._leg_events.get(), timeout)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """Events of the callee leg (a listener on the call; never blocks)."""
