@@ -1,6 +1,7 @@
 -- Migration 0100: the call_records table, copied from agi/sql/call_records.sql (the
 -- application's schema; keep the two in step by adding migrations, never by editing this one).
 -- Numbered 0100 so that it never clashes with the users table's own migrations (0001...).
+-- The role splits statements on ";" after dropping whole-line comments: inline comments hold none.
 --
 -- speaqr-sip call records: one row per call attempt (loopback and call services).
 -- MariaDB 11.8, InnoDB, utf8mb4. Written by the ARI application (user of [database] in
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS call_records (
   ended_at        DATETIME(3)      NOT NULL,
   sip_status      SMALLINT UNSIGNED NOT NULL,           -- final status toward the caller (200 if answered)
   cause           VARCHAR(32)      NOT NULL,            -- normal, busy, no_answer, policy, ...
-  processor       VARCHAR(16)      NULL DEFAULT NULL,   -- passthrough | speaqr; NULL if none started
+  processor       VARCHAR(16)      NULL DEFAULT NULL,   -- passthrough | speaqr, NULL if none started
   created_at      DATETIME(3)      NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
   PRIMARY KEY (id),
   UNIQUE KEY call_records_attempt (attempt_id),
