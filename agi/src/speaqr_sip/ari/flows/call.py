@@ -251,8 +251,9 @@ class CallFlow(Flow):
                 self._refuse(ctx, outcome, f"callee leg ended before answer (cause {event.cause})")
                 return None
 
-    async def _next_leg_event(self, timeout: float) -> LegEvent:
-        return await asyncio.wait_for(self._leg_events.get(), timeout)
+    async def _next_leg_event(self, limit: float) -> LegEvent:
+        async with asyncio.timeout(limit):
+            return await self._leg_events.get()
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """Events of the callee leg (a listener on the call; never blocks)."""
