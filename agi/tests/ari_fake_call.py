@@ -28,6 +28,8 @@ class Carrier:
     # Also emit ChannelHangupRequest before ChannelDestroyed (with ``request_cause``).
     hangup_request: bool = True
     request_cause: int | None = None
+    # Asterisk taking its time to create the leg before answering the originate request.
+    originate_delay: float = 0.0
     ring_after: float = 0.02
     answer_after: float = 0.05
     # Numbers the carrier was asked for, with the caller-ID it saw.
@@ -76,6 +78,8 @@ class CarrierAri(FakeAri):
         if query["originator"] not in self.channels:
             raise web.HTTPBadRequest(text="Provided originator channel was not found")
         carrier.dialled.append((query["endpoint"], query.get("callerId", "")))
+        if carrier.originate_delay:
+            await asyncio.sleep(carrier.originate_delay)
         channel = FakeChannel(query["channelId"], state="Down")
         self.channels[channel.id] = channel
         task = asyncio.create_task(self._script(channel.id, query["appArgs"].split(",")))

@@ -396,6 +396,23 @@ async def test_caller_hangup_while_ringing_cancels_the_callee(running: Running) 
     assert "POST /answer" not in caller_requests(fake)
 
 
+async def test_caller_hangup_during_the_originate_request_still_cancels_the_leg(
+    running: Running,
+) -> None:
+    fake = running.fake
+    fake.carrier.outcome = "ring_forever"
+    fake.carrier.originate_delay = 0.3
+    await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
+    await fake.wait_for(lambda: len(fake.originations) == 1)
+    await fake.caller_hangs_up(CALLER)
+    leg = fake.leg_ids()[0]
+    await fake.wait_for(lambda: leg in fake.channels)
+    await fake.wait_for(lambda: leg not in fake.channels)
+    await all_clear(running)
+    record = await record_of(running)
+    assert (record.sip_status, record.cause) == (487, "caller_cancelled")
+
+
 # --- refusals before dialling --------------------------------------------------------------
 
 

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from speaqr_sip.ari.call import END_EVENTS, CallContext
+from speaqr_sip.ari.call import END_EVENTS, CallContext, CallEnded
 from speaqr_sip.ari.client import AriError
 from speaqr_sip.ari.flows.base import Flow
 from speaqr_sip.ari.flows.call_routing import (
@@ -204,10 +204,14 @@ class CallFlow(Flow):
             "timeout": str(math.ceil(call.answer_timeout) + ORIGINATE_TIMEOUT_MARGIN),
         }
         try:
-            await ctx.guard(client.request("POST", "/channels", params=params))
+            # Not cut short by a caller hangup: once sent, Asterisk creates the leg anyway,
+            # and the teardown's DELETE must come after that (request_timeout bounds it).
+            await client.request("POST", "/channels", params=params)
         except AriError as exc:
             self._refuse(ctx, UNAVAILABLE, f"originate to {endpoint} failed ({exc})")
             return False
+        if ctx.ended.is_set():
+            raise CallEnded(ctx.end_reason)
         ctx.log.info(
             "call_id=%s dialling %s (callee leg %s, answer timeout %.0f s)",
             safe(ctx.record.call_id),
