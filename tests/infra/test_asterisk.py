@@ -36,7 +36,9 @@ def test_security_log_channel(asterisk):
     assert re.search(r"security\.log.*Security", shown, re.S | re.I), shown
 
 
-def test_users_context_placeholder(asterisk, inventory):
+def test_users_context_services_run_the_check_then_stasis(asterisk, inventory):
     context = inventory["speaqr_asterisk_users_context"]
     shown = asterisk(f"dialplan show loopback@{context}")
-    assert "Echo()" in shown, shown
+    assert "Goto(speaqr-service-loopback,s,1)" in shown, shown
+    shown = asterisk("dialplan show speaqr-service-loopback")
+    assert "Gosub(speaqr-admit," in shown and "Stasis(loopback,loopback)" in shown, shown
