@@ -180,6 +180,7 @@ class _Call(pj.Call):
         self.rtp_samples: list[tuple[float, int, int]] = []  # (t_ms, tx_pkt, rx_pkt)
         self.codec: str | None = None
         self.errors: list[str] = []
+        self.local_hangup = False
 
     # --- pjsua2 callbacks (main thread) ---------------------------------
     def onCallTsxState(self, prm):
@@ -285,6 +286,12 @@ class _Call(pj.Call):
         self.player = None
         self.recorder = None
 
+    @property
+    def ended_by(self) -> str | None:
+        if not self.disconnected:
+            return None
+        return "local" if self.local_hangup else "remote"
+
     def result(self) -> dict:
         def span(a, b):
             return round(b - a, 3) if a is not None and b is not None else None
@@ -307,6 +314,13 @@ class _Call(pj.Call):
             "rtp": self.last_rtp,
             "play": self.play_path,
             "record": self.record_path,
+            # Absolute time.perf_counter() milliseconds (CLOCK_MONOTONIC, comparable with other
+            # processes on this host, e.g. the stand-in carrier's arrival times).
+            "invites_sent_at_ms": [round(t, 3) for t in self.invite_tx_ms],
+            "final_response_at_ms": round(self.t_200, 3) if self.t_200 is not None else None,
+            "disconnected_at_ms": round(self.t_disconnected, 3) if self.t_disconnected is not None else None,
+            # Who ended the call: "local" (this client hung up) or "remote" (BYE/CANCEL/refusal).
+            "ended_by": self.ended_by,
         }
         if self.errors:
             res["errors"] = self.errors
@@ -446,6 +460,7 @@ class Session:
         live = [c for c in self.calls if not c.disconnected]
         for c in live:
             c.sample_rtp()
+            c.local_hangup = True
             try:
                 c.hangup(pj.CallOpParam(True))
             except Exception as exc:  # noqa: BLE001

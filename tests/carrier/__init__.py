@@ -1,0 +1,1 @@
+"""Stand-in carrier for the call service tests: ``python -m tests.carrier`` (see README.md)."""

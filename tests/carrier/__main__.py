@@ -1,0 +1,5 @@
+import sys
+
+from tests.carrier.cli import main
+
+sys.exit(main())
