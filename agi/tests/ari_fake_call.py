@@ -42,6 +42,7 @@ class CarrierAri(FakeAri):
         self.carrier = Carrier()
         self.originations: list[dict[str, str]] = []
         self.rings: list[str] = []
+        self.created_legs: list[str] = []
         self._scripts: set[asyncio.Task[None]] = set()
         self.app.router.add_post("/ari/channels", self._originate)
         self.app.router.add_post("/ari/channels/{id}/ring", self._ring)
@@ -82,6 +83,7 @@ class CarrierAri(FakeAri):
             await asyncio.sleep(carrier.originate_delay)
         channel = FakeChannel(query["channelId"], state="Down")
         self.channels[channel.id] = channel
+        self.created_legs.append(channel.id)
         task = asyncio.create_task(self._script(channel.id, query["appArgs"].split(",")))
         self._scripts.add(task)
         task.add_done_callback(self._scripts.discard)
