@@ -98,6 +98,49 @@ def test_database_down_refuses_with_503(pipes: tuple[socket.socket, socket.socke
     assert fake.set_vars["SPEAQR_HANGUP_CAUSE"] == "34"
 
 
+def test_caller_without_a_registered_contact_is_refused_403_before_the_database(
+    pipes: tuple[socket.socket, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    env, variables = channel(
+        headers={"X-Origin": "alice", "X-Destination": "test"}, registered=False
+    )
+    fake = FakeAsterisk(env, variables)
+    directory = Directory({"alice": ALICE})
+    with caplog.at_level(logging.INFO, logger="speaqr_sip.agi"):
+        decision = converse(pipes, fake, directory)
+    assert isinstance(decision, Refused)
+    assert directory.queries == []
+    assert fake.set_vars["SPEAQR_REFUSAL"] == "not_registered"
+    assert fake.set_vars["SPEAQR_SIP_STATUS"] == "403"
+    assert 'GET VARIABLE "PJSIP_AOR(alice,contact)"' in fake.commands
+    message = caplog.records[-1].getMessage()
+    assert 'call_id="abc123@client"' in message and "reason=not_registered" in message
+
+
+def test_a_contact_on_any_of_the_endpoints_aors_is_enough(
+    pipes: tuple[socket.socket, socket.socket],
+) -> None:
+    env, variables = channel(
+        headers={"X-Origin": "alice", "X-Destination": "test"}, registered=False
+    )
+    variables["PJSIP_ENDPOINT(alice,aors)"] = "alice-desk, alice-mobile"
+    variables["PJSIP_AOR(alice-mobile,contact)"] = "alice-mobile;@abc"
+    fake = FakeAsterisk(env, variables)
+    decision = converse(pipes, fake, Directory({"alice": ALICE}))
+    assert isinstance(decision, Accepted)
+
+
+def test_the_users_processor_is_handed_to_the_ari_application(
+    pipes: tuple[socket.socket, socket.socket],
+) -> None:
+    env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "test"})
+    fake = FakeAsterisk(env, variables)
+    row = UserRow("alice", "alice@example.com", "en-us", "es-es", "F", True, "speaqr")
+    decision = converse(pipes, fake, Directory({"alice": row}))
+    assert isinstance(decision, Accepted)
+    assert fake.set_vars["SPEAQR_PROCESSOR"] == "speaqr"
+
+
 def test_missing_configuration_refuses_with_503(pipes: tuple[socket.socket, socket.socket]) -> None:
     ours, theirs = pipes
     env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "test"})

@@ -313,6 +313,7 @@ def test_accepted_channel_variables() -> None:
         "SPEAQR_SOURCE_LANGUAGE": "en-us",
         "SPEAQR_TARGET_LANGUAGE": "es-es",
         "SPEAQR_VOICE": "F",
+        "SPEAQR_PROCESSOR": "",
         "SPEAQR_CHECK": "OK",
     }
 
@@ -326,3 +327,18 @@ def test_refused_channel_variables() -> None:
         "SPEAQR_HANGUP_CAUSE": "21",
         "SPEAQR_CHECK": "REFUSED",
     }
+
+
+@pytest.mark.parametrize("processor", ["", "passthrough", "speaqr"])
+def test_the_users_processor_reaches_the_ari_application(processor: str) -> None:
+    row = replace(ALICE, processor=processor)
+    decision = decide("loopback", GOOD_LOOPBACK, "alice", row)
+    assert isinstance(decision, Accepted)
+    assert decision.channel_variables()["SPEAQR_PROCESSOR"] == processor
+
+
+def test_an_unknown_processor_in_the_users_row_is_an_invalid_record() -> None:
+    row = replace(ALICE, processor="speaqr;evil")
+    decision = decide("loopback", GOOD_LOOPBACK, "alice", row)
+    assert isinstance(decision, Refused)
+    assert decision.reason is Refusal.INVALID_USER_RECORD

@@ -15,6 +15,7 @@ from speaqr_sip.policy import DestinationPolicy
 from speaqr_sip.userdb import DatabaseUnavailable
 from speaqr_sip.validation import (
     HEADER_NAMES,
+    IDENTIFIER_RE,
     Accepted,
     Decision,
     Refused,
@@ -81,6 +82,21 @@ def log_decision(
         )
 
 
+def endpoint_registered(agi: StreamAGI, endpoint: str) -> bool:
+    """Whether one of the endpoint's AORs has a contact: clients must REGISTER before dialling.
+
+    ``endpoint`` passed :func:`check_headers` (a plain identifier), so it is safe inside the
+    function call; AOR names come from Asterisk's configuration and are checked the same way.
+    """
+    aors: str = agi.get_variable(f"PJSIP_ENDPOINT({endpoint},aors)")
+    for aor in (name.strip() for name in aors.split(",")):
+        if aor and IDENTIFIER_RE.fullmatch(aor):
+            contacts: str = agi.get_variable(f"PJSIP_AOR({aor},contact)")
+            if contacts.strip():
+                return True
+    return False
+
+
 def decide_for_channel(
     agi: StreamAGI,
     lookup: Callable[[str], UserRow | None],
@@ -96,6 +112,8 @@ def decide_for_channel(
     checked = check_headers(service, headers, endpoint, policy)
     if isinstance(checked, Refused):
         return checked
+    if not endpoint_registered(agi, endpoint):
+        return Refused(Refusal.NOT_REGISTERED, "the endpoint's AORs have no registered contact")
     try:
         row = lookup(checked.origin)
     except DatabaseUnavailable as exc:

@@ -49,6 +49,7 @@ class Refusal(StrEnum):
     HEADER_TOO_LONG = "header_too_long"
     BAD_CHARACTERS = "bad_characters"
     NOT_AUTHENTICATED = "not_authenticated"
+    NOT_REGISTERED = "not_registered"
     ORIGIN_MISMATCH = "origin_mismatch"
     UNKNOWN_USER = "unknown_user"
     USER_DISABLED = "user_disabled"
@@ -121,6 +122,9 @@ REFUSALS: MappingProxyType[Refusal, Disposition] = MappingProxyType(
         ),
         Refusal.NOT_AUTHENTICATED: Disposition(
             403, CAUSE_CALL_REJECTED, 403, "no authenticated endpoint"
+        ),
+        Refusal.NOT_REGISTERED: Disposition(
+            403, CAUSE_CALL_REJECTED, 403, "the account has no registered contact"
         ),
         Refusal.ORIGIN_MISMATCH: Disposition(
             403, CAUSE_CALL_REJECTED, 403, "X-Origin is not the authenticated user"

@@ -1,7 +1,8 @@
 """Look a user up in MariaDB (``users`` table) with a parameterised query and short timeouts.
 
 Expected columns (the MariaDB role creates them): ``username`` (unique), ``email``,
-``source_language``, ``target_language``, ``voice``, ``enabled`` (0/1).
+``source_language``, ``target_language``, ``voice``, ``enabled`` (0/1), ``processor``
+(NULL, ``passthrough`` or ``speaqr``; migration 0002).
 """
 
 import contextlib
@@ -27,7 +28,7 @@ def _driver() -> ModuleType:
 
 
 USER_QUERY = (
-    "SELECT username, email, source_language, target_language, voice, enabled "
+    "SELECT username, email, source_language, target_language, voice, enabled, processor "
     "FROM users WHERE username = %s LIMIT 1"
 )
 
@@ -53,6 +54,7 @@ def row_from_record(record: dict[str, Any]) -> UserRow:
         target_language=text("target_language"),
         voice=text("voice"),
         enabled=bool(int(enabled)) if enabled is not None else False,
+        processor=text("processor"),
     )
 
 

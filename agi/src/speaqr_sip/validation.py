@@ -45,6 +45,13 @@ class UserRow:
     target_language: str
     voice: str
     enabled: bool
+    # Per-user processor override (``users.processor``): "" (the application's configured
+    # processor), "passthrough" or "speaqr".
+    processor: str = ""
+
+
+# Values of ``users.processor`` the ARI application understands ("" = its configured default).
+PROCESSORS = frozenset({"", "passthrough", "speaqr"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +76,7 @@ class Accepted:
     source_language: str
     target_language: str
     voice: str
+    processor: str = ""
 
     def channel_variables(self) -> dict[str, str]:
         """Variables the AGI sets for the dialplan and the ARI application."""
@@ -81,6 +89,7 @@ class Accepted:
             "SPEAQR_SOURCE_LANGUAGE": self.source_language,
             "SPEAQR_TARGET_LANGUAGE": self.target_language,
             "SPEAQR_VOICE": self.voice,
+            "SPEAQR_PROCESSOR": self.processor,
             "SPEAQR_CHECK": "OK",
         }
 
@@ -188,6 +197,8 @@ def _record_problem(row: UserRow) -> str | None:
             return f"{column} missing or malformed"
     if not VOICE_RE.fullmatch(row.voice):
         return "voice missing or malformed"
+    if row.processor not in PROCESSORS:
+        return "processor is not passthrough, speaqr or NULL"
     return None
 
 
@@ -210,6 +221,7 @@ def check_user(headers: ValidHeaders, row: UserRow | None) -> Decision:
         source_language=row.source_language,
         target_language=row.target_language,
         voice=row.voice,
+        processor=row.processor,
     )
 
 

@@ -1,9 +1,12 @@
 """Audio processors behind one interface (:class:`Processor`), and the selection rule.
 
 ``passthrough`` is chosen when ``[processor].kind`` is ``passthrough``, or ``auto`` with
-no Speaqr API key configured; ``speaqr`` otherwise.
+no Speaqr API key configured; ``speaqr`` otherwise. A user's own choice (``users.processor``,
+handed over by the AGI check as ``SPEAQR_PROCESSOR``) overrides that for the user's calls:
+see :func:`kind_for_call`.
 """
 
+from dataclasses import dataclass
 from typing import Literal
 
 from speaqr_sip.config import AriAppConfig
@@ -16,7 +19,9 @@ __all__ = [
     "Processor",
     "ProcessorError",
     "SessionParams",
+    "CallProcessorChoice",
     "create_processor",
+    "kind_for_call",
     "selected_kind",
 ]
 
@@ -26,6 +31,38 @@ def selected_kind(config: AriAppConfig) -> Literal["passthrough", "speaqr"]:
     if kind == "auto":
         return "speaqr" if config.speaqr.api_key else "passthrough"
     return kind
+
+
+@dataclass(frozen=True, slots=True)
+class CallProcessorChoice:
+    """The processor of one call. ``kind`` is ``None`` when the call must be refused (503).
+
+    ``note`` explains a choice that is not simply what was asked for (empty otherwise).
+    """
+
+    kind: Literal["passthrough", "speaqr"] | None
+    note: str = ""
+
+
+def kind_for_call(config: AriAppConfig, requested: str) -> CallProcessorChoice:
+    """The processor for a call whose user asked for ``requested`` ("" = the configured one).
+
+    ``speaqr`` needs an API key: without one the call follows ``[processor] fallback``
+    (passthrough, or a refusal). Unknown values (the AGI check never sets them) count as "".
+    """
+    if requested == "passthrough":
+        return CallProcessorChoice("passthrough")
+    if requested == "speaqr":
+        if config.speaqr.api_key:
+            return CallProcessorChoice("speaqr")
+        if config.processor.fallback == "passthrough":
+            return CallProcessorChoice(
+                "passthrough", "the user asks for speaqr but no Speaqr API key is configured"
+            )
+        return CallProcessorChoice(
+            None, "the user asks for speaqr but no Speaqr API key is configured"
+        )
+    return CallProcessorChoice(selected_kind(config))
 
 
 def create_processor(

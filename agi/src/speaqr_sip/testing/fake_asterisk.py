@@ -89,8 +89,10 @@ def channel(
     endpoint: str = "alice",
     headers: Mapping[str, str] | None = None,
     call_id: str = "abc123@client",
+    registered: bool = True,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """An AGI environment and the channel's readable variables."""
+    """An AGI environment and the channel's readable variables (``registered``: the
+    endpoint's AOR, named like it, has a contact)."""
     env = {
         "agi_request": "speaqr-agi-check",
         "agi_channel": f"PJSIP/{endpoint}-00000001",
@@ -98,6 +100,11 @@ def channel(
         "agi_arg_1": service,
     }
     variables = {"CHANNEL(pjsip,call-id)": call_id, "CHANNEL(endpoint)": endpoint}
+    variables[f"PJSIP_ENDPOINT({endpoint},aors)"] = endpoint
+    if registered:
+        variables[f"PJSIP_AOR({endpoint},contact)"] = (
+            f"{endpoint};@0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+        )
     for name, value in (headers or {}).items():
         variables[f"PJSIP_HEADER(read,{name})"] = value
     return env, variables

@@ -12,7 +12,7 @@ from speaqr_sip.processors import (
     ProcessorError,
     SessionParams,
     create_processor,
-    selected_kind,
+    kind_for_call,
 )
 from speaqr_sip.relay import FailureHandler
 
@@ -27,6 +27,7 @@ SESSION_VARIABLES = (
     "SPEAQR_SOURCE_LANGUAGE",
     "SPEAQR_TARGET_LANGUAGE",
     "SPEAQR_VOICE",
+    "SPEAQR_PROCESSOR",
 )
 
 
@@ -87,8 +88,23 @@ async def _start(
 
 
 async def open_processor(ctx: CallContext, params: SessionParams) -> Processor | None:
-    """Start the configured processor; on Speaqr failure fall back or refuse (503)."""
-    kind = selected_kind(ctx.config)
+    """Start the call's processor (the user's own choice, else the configured one); on
+    Speaqr failure fall back or refuse (503)."""
+    requested = ctx.variables.get("SPEAQR_PROCESSOR", "")
+    choice = kind_for_call(ctx.config, requested)
+    if choice.kind is None:
+        ctx.log.warning(
+            "processor %s unavailable (%s): refusing the call (503)", requested, choice.note
+        )
+        ctx.hangup_cause = CAUSE_CONGESTION
+        ctx.record.set_outcome("processor_failed", 503)
+        return None
+    if choice.note:
+        ctx.log.warning(
+            "processor %s unavailable (%s): serving %s", requested, choice.note, choice.kind
+        )
+        ctx.metrics.speaqr_fallbacks += 1
+    kind = choice.kind
     try:
         processor = await _start(ctx, kind, params)
     except (ProcessorError, TimeoutError) as exc:
