@@ -184,7 +184,7 @@ class FakeConnection:
         with db.lock:
             for row in self.pending:
                 db.inserts += 1
-                db.rows.setdefault(row[0], row)  # ON DUPLICATE KEY UPDATE id = id
+                db.rows.setdefault(row[0], row)  # INSERT IGNORE on the unique attempt_id
         self.pending.clear()
         if db.lose_ack_once:
             db.lose_ack_once = False
