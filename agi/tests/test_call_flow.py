@@ -432,7 +432,7 @@ async def test_malformed_number_is_484_without_dialling(
     assert caller_requests(fake) == ["DELETE ?reason_code=28"]
     assert not fake.originations
     record = await record_of(running)
-    assert (record.sip_status, record.cause) == (484, "invalid_number")
+    assert (record.sip_status, record.cause, record.dialled_number) == (484, "invalid_number", "")
 
 
 @pytest.mark.parametrize("number", ["+447700900123", "+34803123456"])

@@ -117,11 +117,11 @@ class CallFlow(Flow):
     def _dialled_number(self, ctx: CallContext, params: SessionParams) -> str | None:
         dial = ctx.variables.get("SPEAQR_DIAL", "")
         number = dialled_number(params.destination, dial)
-        ctx.record.dialled_number = number
         if not (E164_RE.fullmatch(params.destination) and E164_RE.fullmatch(number)):
             ctx.metrics.calls_refused += 1
             self._refuse(ctx, INVALID_NUMBER, "X-Destination/X-Dial not E.164")
             return None
+        ctx.record.dialled_number = number
         return number
 
     def _admit(self, ctx: CallContext, number: str) -> bool:
