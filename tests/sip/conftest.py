@@ -40,6 +40,17 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.audio import silence, speech, tone_bursts, write_wav  # noqa: E402
+
+# The call service's fixtures (stand-in carrier, settings, target probes): tests/sip/call_fixtures.py.
+from tests.sip.call_fixtures import (  # noqa: E402, F401
+    call_settings,
+    caller,
+    caller_tone,
+    carrier,
+    passthrough_user,
+    speaqr_user,
+    target,
+)
 from tests.sip.harness import TONE_HZ, SipClient, SipTarget, load_target  # noqa: E402
 
 

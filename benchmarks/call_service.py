@@ -1,0 +1,194 @@
+"""Call service figures on a provisioned target: post-dial delay and the audio round trip.
+
+* Post-dial delay added by the appliance: the caller's INVITE (the one with credentials) leaves
+  the test client -> the appliance's INVITE reaches the stand-in carrier. Both processes run on
+  this host and stamp with ``time.perf_counter()`` (CLOCK_MONOTONIC), so it is a subtraction.
+  It covers TLS, digest auth, the dialplan, the AGI check (MariaDB), Stasis, the ARI
+  application's two processor sessions and the originate over the trunk.
+* INVITE -> 200 as the caller sees it (the carrier rings ``--ring-ms`` before answering).
+* Audio round trip through both legs: the carrier echoes (number ending 0777), the caller sends
+  1 kHz tone bursts and records; caller -> appliance -> carrier -> appliance -> caller, each leg
+  through its bridge, externalMedia relay and the processor. Measured by cross-correlating the
+  envelopes of what was sent and what came back (the stand-in Speaqr shifts the frequency twice,
+  the envelope stays).
+
+Run from the repository root as root, with the target's settings (as molecule's verifier has them):
+
+    SPEAQR_TARGET_NETNS=speaqr-calldev SPEAQR_SIP_ADDRESS=10.0.2.100 SPEAQR_SIP_DOMAIN=sip.speaqr.lab \\
+    SPEAQR_LAB_CA=.lab/speaqr-calldev/lab-ca.crt SPEAQR_SIP_USERS='{"alice": "...", "bob": "..."}' \\
+    .venv/bin/python benchmarks/call_service.py --carrier 10.0.2.100:5070 --passthrough-user alice \\
+        --speaqr-user bob --calls 10 --label nspawn
+
+Prints a summary and writes benchmarks/results/call_service-<label>-<UTC time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.audio import read_wav, silence, tone_bursts, write_wav  # noqa: E402
+from tests.sip.call_harness import CallSettings, CarrierProcess, number  # noqa: E402
+from tests.sip.harness import TONE_HZ, SipClient, SipTarget  # noqa: E402
+
+logger = logging.getLogger("benchmarks.call_service")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def envelope(x: np.ndarray, frame: int = 8) -> np.ndarray:
+    """RMS per 1 ms frame: follows the tone bursts, not their frequency."""
+    n = len(x) // frame
+    return np.sqrt(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1))
+
+
+def envelope_delay_ms(sent: np.ndarray, received: np.ndarray, max_lag_s: float = 2.0) -> tuple[float, float]:
+    """Lag (ms) of ``sent``'s envelope inside ``received``'s, and the normalised correlation peak."""
+    a, b = envelope(sent), envelope(received)
+    a = a - a.mean()
+    b = b - b.mean()
+    max_lag = min(int(max_lag_s * 1000), len(b) - 1)
+    best, best_lag = -1.0, 0
+    for lag in range(0, max_lag):
+        seg = b[lag : lag + len(a)]
+        if len(seg) < len(a) // 2:
+            break
+        ref = a[: len(seg)]
+        denom = np.linalg.norm(ref) * np.linalg.norm(seg)
+        if denom == 0:
+            continue
+        c = float(np.dot(ref, seg) / denom)
+        if c > best:
+            best, best_lag = c, lag
+    return float(best_lag), best
+
+
+def summary(values: list[float]) -> dict:
+    v = [x for x in values if x is not None]
+    if not v:
+        return {"n": 0}
+    return {
+        "n": len(v),
+        "min": round(min(v), 2),
+        "median": round(statistics.median(v), 2),
+        "mean": round(statistics.fmean(v), 2),
+        "max": round(max(v), 2),
+    }
+
+
+def run_user(sip: SipClient, carrier: CarrierProcess, user: str, calls: int, tone: Path, work: Path) -> dict:
+    pdd, i2200, rtt, peaks, failures = [], [], [], [], []
+    sent, _ = read_wav(tone)
+    for i in range(calls):
+        dest = number("+34", f"{i % 10}601")
+        mark = carrier.mark()
+        r = sip.call(user, "call", "--duration", "0.3", headers={"X-Origin": user, "X-Destination": dest})
+        if r.get("status") != 200:
+            failures.append({"call": i, "kind": "setup", "status": r.get("status"), "reason": r.get("reason")})
+            continue
+        c = carrier.call_for(dest, mark)
+        pdd.append(c["arrived_ms"] - r["invites_sent_at_ms"][-1])
+        i2200.append(r["invite_to_200_ms"])
+    for i in range(calls):
+        dest = number("+34", f"{i % 10}777")
+        rec = work / f"{user}-echo-{i}.wav"
+        r = sip.call(
+            user,
+            "call",
+            "--play",
+            str(tone),
+            "--record",
+            str(rec),
+            "--tail",
+            "1.5",
+            headers={"X-Origin": user, "X-Destination": dest},
+        )
+        if r.get("status") != 200:
+            failures.append({"call": i, "kind": "echo", "status": r.get("status"), "reason": r.get("reason")})
+            continue
+        received, _ = read_wav(rec)
+        lag, peak = envelope_delay_ms(sent, received)
+        peaks.append(round(peak, 3))
+        if peak >= 0.8:
+            rtt.append(lag)
+        else:
+            failures.append({"call": i, "kind": "echo", "peak": peak})
+    return {
+        "post_dial_delay_ms": summary(pdd),
+        "invite_to_200_ms": summary(i2200),
+        "round_trip_both_legs_ms": summary(rtt),
+        "echo_envelope_peaks": peaks,
+        "failures": failures,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--carrier", required=True, metavar="ADDR:PORT", help="where the stand-in carrier listens")
+    ap.add_argument("--passthrough-user", required=True)
+    ap.add_argument("--speaqr-user", help="a user on the speaqr processor (the lab's stand-in Speaqr)")
+    ap.add_argument("--calls", type=int, default=10, help="calls per measurement and user")
+    ap.add_argument("--label", default="target")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    env = os.environ
+    target = SipTarget(
+        address=env["SPEAQR_SIP_ADDRESS"],
+        domain=env.get("SPEAQR_SIP_DOMAIN", env["SPEAQR_SIP_ADDRESS"]),
+        ca=env["SPEAQR_LAB_CA"],
+        users=json.loads(env["SPEAQR_SIP_USERS"]),
+        netns=env.get("SPEAQR_TARGET_NETNS", ""),
+    )
+    sip = SipClient(target)
+    host, _, port = args.carrier.rpartition(":")
+    settings = CallSettings(host, int(port), "fixed", "", "e164", 30.0, ["+34"], [], 2, 10)
+    with tempfile.TemporaryDirectory(prefix="call-bench-") as tmp:
+        work = Path(tmp)
+        tone = write_wav(work / "tone-1k.wav", np.concatenate([tone_bursts(TONE_HZ), silence(0.2)]))
+        carrier = CarrierProcess(settings, work / "carrier", netns=target.netns).start()
+        results = {}
+        try:
+            users = [("passthrough", args.passthrough_user)]
+            if args.speaqr_user:
+                users.append(("speaqr (stand-in)", args.speaqr_user))
+            for processor, user in users:
+                logger.info("measuring %s (%s): %d calls each", processor, user, args.calls)
+                results[processor] = {"user": user, **run_user(sip, carrier, user, args.calls, tone, work)}
+        finally:
+            carrier.stop()
+    out = {
+        "label": args.label,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "calls_per_measurement": args.calls,
+        "carrier_ring_ms": 100,
+        "results": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"call_service-{args.label}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    for processor, r in results.items():
+        print(
+            f"{processor:20s} post-dial delay median {r['post_dial_delay_ms'].get('median')} ms "
+            f"(min {r['post_dial_delay_ms'].get('min')}, max {r['post_dial_delay_ms'].get('max')}); "
+            f"INVITE->200 median {r['invite_to_200_ms'].get('median')} ms; "
+            f"round trip both legs median {r['round_trip_both_legs_ms'].get('median')} ms "
+            f"(min {r['round_trip_both_legs_ms'].get('min')}, max {r['round_trip_both_legs_ms'].get('max')}); "
+            f"failures {len(r['failures'])}"
+        )
+    print(f"written {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
