@@ -255,6 +255,20 @@ async def test_callee_hangup_hangs_up_the_caller(running: Running) -> None:
     assert (record.sip_status, record.cause) == (200, "normal")
 
 
+async def test_callee_gone_while_ari_was_disconnected_ends_the_call(running: Running) -> None:
+    fake = running.fake
+    leg = await answered_call(running)
+    callee = fake.channels.pop(leg)  # hung up while the websocket was down: no events
+    assert callee.state == "Up"
+    await fake.drop_websockets()
+    await fake.wait_for(lambda: fake.ws_connects >= 2)
+    await fake.wait_for(lambda: CALLER not in fake.channels)
+    assert caller_requests(fake)[-1] == "DELETE ?reason_code=16"
+    await all_clear(running)
+    record = await record_of(running)
+    assert (record.sip_status, record.cause) == (200, "normal")
+
+
 @pytest.mark.app_config({"policy": {"max_call_duration": 1}})
 async def test_max_duration_hangs_up_both_legs(running: Running) -> None:
     fake = running.fake

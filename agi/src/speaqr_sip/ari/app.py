@@ -114,6 +114,22 @@ class AriApplication:
                 continue
             if alive is None:
                 ctx.end("channel vanished while ARI was disconnected", caller_gone=True)
+                continue
+            await self._reconcile_watched(ctx)
+
+    async def _reconcile_watched(self, ctx: CallContext) -> None:
+        """Channels a flow watches itself (the call's callee leg): tell it which vanished."""
+        for channel_id in ctx.watched_channels():
+            try:
+                alive = await self.client.get_channel(channel_id)
+            except AriError as exc:
+                ctx.log.warning("could not check %s after reconnecting: %s", channel_id, exc)
+                continue
+            if alive is None:
+                ctx.log.info("%s vanished while ARI was disconnected", channel_id)
+                ctx.handle_event(
+                    {"type": "ChannelDestroyed", "channel": {"id": channel_id}, "cause": 0}
+                )
 
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")

@@ -102,6 +102,10 @@ class CallContext:
         if not ends_call:
             self._passive.add(channel_id)
 
+    def watched_channels(self) -> list[str]:
+        """Channels claimed with ``ends_call=False`` (their flow handles their end)."""
+        return sorted(self._passive)
+
     def handle_event(self, event: dict[str, Any]) -> None:
         for listener in list(self.listeners):
             try:
