@@ -32,13 +32,26 @@ SESSION_VARIABLES = (
 
 
 async def read_session(ctx: CallContext) -> SessionParams | None:
-    """The call's parameters as the AGI check left them; ``None`` (and 403) if unchecked."""
-    values = await ctx.guard(
-        asyncio.gather(
-            *(ctx.client.get_variable(ctx.channel_id, name) for name in SESSION_VARIABLES)
-        )
+    """The call's parameters as the AGI check left them; ``None`` (and 403) if unchecked.
+
+    They come with the StasisStart channel snapshot when ari.conf lists them in
+    ``channelvars`` (the speaqr_asterisk role does); whatever the snapshot lacks is read with
+    one ``GET /channels/{id}/variable`` each (every ARI request costs Asterisk a password
+    check: eleven of them used to be most of the call's set-up time).
+    """
+    snapshot = ctx.channel.get("channelvars")
+    known: dict[str, str] = (
+        {k: str(v) for k, v in snapshot.items() if k in SESSION_VARIABLES and v is not None}
+        if isinstance(snapshot, dict)
+        else {}
     )
-    found = dict(zip(SESSION_VARIABLES, values, strict=True))
+    missing = [name for name in SESSION_VARIABLES if name not in known]
+    if missing:
+        values = await ctx.guard(
+            asyncio.gather(*(ctx.client.get_variable(ctx.channel_id, name) for name in missing))
+        )
+        known.update(zip(missing, values, strict=True))
+    found = {name: known[name] for name in SESSION_VARIABLES}
     ctx.variables = found
     record = ctx.record
     record.call_id = found["SPEAQR_CALL_ID"]
