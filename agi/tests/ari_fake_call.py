@@ -43,6 +43,9 @@ class CarrierAri(FakeAri):
         self.originations: list[dict[str, str]] = []
         self.rings: list[str] = []
         self.created_legs: list[str] = []
+        # Asterisk taking its time over externalMedia (a caller may hang up meanwhile).
+        self.media_delay = 0.0
+        self.media_requests = 0
         self._scripts: set[asyncio.Task[None]] = set()
         self.app.router.add_post("/ari/channels", self._originate)
         self.app.router.add_post("/ari/channels/{id}/ring", self._ring)
@@ -113,6 +116,12 @@ class CarrierAri(FakeAri):
             await self.emit("ChannelHangupRequest", leg_id, cause=cause)
         del self.channels[leg_id]
         await self.emit("ChannelDestroyed", leg_id, snapshot=channel, cause=carrier.cause)
+
+    async def _external_media(self, request: web.Request) -> web.Response:
+        self.media_requests += 1
+        if self.media_delay:
+            await asyncio.sleep(self.media_delay)
+        return await super()._external_media(request)
 
     async def _ring(self, request: web.Request) -> web.Response:
         self._record(request)

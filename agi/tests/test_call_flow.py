@@ -635,6 +635,19 @@ async def test_loopback_calls_are_recorded_too(running: Running) -> None:
     )
 
 
+@pytest.mark.app_config({}, flows=FLOWS)
+async def test_loopback_caller_hangup_while_asterisk_creates_the_media_channel(
+    running: Running,
+) -> None:
+    fake = running.fake
+    fake.media_delay = 0.3
+    await fake.caller_enters_stasis(CALLER, ["loopback"], AGI_OK)
+    await fake.wait_for(lambda: fake.media_requests == 1)
+    await fake.caller_hangs_up(CALLER)
+    await all_clear(running)  # the externalMedia channel created after the hangup is gone too
+    assert any(m == "DELETE" and "speaqr-media-" in p for m, p, _q in fake.requests)
+
+
 async def test_unchecked_call_is_recorded_as_unchecked(running: Running) -> None:
     fake = running.fake
     await fake.caller_enters_stasis(CALLER, ["call"], {})

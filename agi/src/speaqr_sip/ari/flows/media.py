@@ -1,8 +1,11 @@
 """Media building blocks shared by the flows: a bridge, and an externalMedia channel with its
 UDP relay inside that bridge; plus the crossing used by the ``call`` service.
 
-Every resource is registered with ``ctx.on_teardown`` as soon as it exists, so whichever
-step fails or whichever side hangs up, the call's teardown removes all of it.
+Every resource's undo is registered with ``ctx.on_teardown`` *before* the request that
+creates it, and creation requests are not cut short when the caller hangs up (they are
+bounded by ``[ari] request_timeout``): Asterisk creates the resource anyway once the request
+is sent, and the teardown's DELETE must reach it after that. So whichever step fails or
+whichever side hangs up, the call's teardown removes all of it.
 
 Crossing (``call``): each leg has its own bridge and externalMedia channel; a leg's relay
 feeds what it hears to one direction's processor session and plays the other direction's
@@ -18,17 +21,24 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
-from speaqr_sip.ari.call import CallContext
+from speaqr_sip.ari.call import CallContext, CallEnded
 from speaqr_sip.processors import Processor, ProcessorError, SessionParams
 from speaqr_sip.relay import FailureHandler, MediaRelay
+
+
+def still_up(ctx: CallContext) -> None:
+    """Raise :class:`CallEnded` when the call ended (after an uninterruptible step)."""
+    if ctx.ended.is_set():
+        raise CallEnded(ctx.end_reason)
 
 
 async def open_bridge(ctx: CallContext, name: str, *members: str) -> str:
     """A mixing bridge with ``members`` in it, destroyed at teardown; returns its id."""
     client = ctx.client
     bridge_id = f"speaqr-{uuid.uuid4().hex}"
-    await ctx.guard(client.create_bridge(bridge_id, name=name))
     ctx.on_teardown(f"bridge {name}", lambda: client.destroy_bridge(bridge_id))
+    await client.create_bridge(bridge_id, name=name)
+    still_up(ctx)
     for member in members:
         await ctx.guard(client.add_channel(bridge_id, member))
     return bridge_id
@@ -86,14 +96,13 @@ async def attach_media(
 
     media_id = f"speaqr-media-{uuid.uuid4().hex}"
     ctx.claim(media_id)
-    media = await ctx.guard(
-        client.external_media(
-            channel_id=media_id,
-            app=config.ari.app,
-            external_host=f"{config.media.bind_host}:{port}",
-        )
-    )
     ctx.on_teardown(f"media channel {label}", lambda: client.hangup(media_id))
+    media = await client.external_media(
+        channel_id=media_id,
+        app=config.ari.app,
+        external_host=f"{config.media.bind_host}:{port}",
+    )
+    still_up(ctx)
     await aim_relay(ctx, relay, media_id, media.get("channelvars") or {})
     await ctx.guard(client.add_channel(bridge_id, media_id))
 
