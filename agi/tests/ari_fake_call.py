@@ -46,6 +46,7 @@ class CarrierAri(FakeAri):
         # Asterisk taking its time over externalMedia (a caller may hang up meanwhile).
         self.media_delay = 0.0
         self.media_requests = 0
+        self.media_error = False
         self._scripts: set[asyncio.Task[None]] = set()
         self.app.router.add_post("/ari/channels", self._originate)
         self.app.router.add_post("/ari/channels/{id}/ring", self._ring)
@@ -121,6 +122,9 @@ class CarrierAri(FakeAri):
         self.media_requests += 1
         if self.media_delay:
             await asyncio.sleep(self.media_delay)
+        if self.media_error:
+            self._record(request)
+            raise web.HTTPInternalServerError(text="chan_rtp not loaded")
         return await super()._external_media(request)
 
     async def _ring(self, request: web.Request) -> web.Response:

@@ -245,6 +245,58 @@ async def test_answered_call_cross_routes_each_direction_through_its_own_session
     assert record.processor == "tag"
 
 
+async def test_media_is_prepared_while_ringing_and_gated_until_the_answer(
+    running: Running,
+) -> None:
+    fake = running.fake
+    fake.carrier.outcome = "ring_forever"
+    await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
+    await fake.wait_for(lambda: len(fake.media_channels()) == 2 and CALLER in fake.rings)
+    # Two bridges, each with only its externalMedia channel: no leg is in a bridge yet.
+    assert sorted(len(members) for members in fake.bridges.values()) == [1, 1]
+    assert all(CALLER not in members for members in fake.bridges.values())
+    # Audio reaching a media channel before the answer is not processed.
+    media = fake.media_channels()[0]
+    assert media.rtp is not None and media.external_host is not None
+    for seq in range(5):
+        media.rtp.sendto(
+            RtpPacket(0, seq, seq * 160, 7, b"\x10" * 160).serialize(), media.external_host
+        )
+    await asyncio.sleep(0.1)
+    assert [p.frames_in for p in TagProcessor.instances] == [0, 0]
+    await fake.caller_hangs_up(CALLER)
+    await all_clear(running)
+
+
+async def test_only_three_requests_follow_the_answer(running: Running) -> None:
+    fake = running.fake
+    leg = await answered_call(running)
+    sequence = [
+        f"{m} {p}" + (f"?channel={q['channel']}" if "channel" in q else "")
+        for m, p, q in fake.requests
+        if m != "GET"
+    ]
+    after_answer = sequence[sequence.index(f"POST /ari/channels/{CALLER}/answer") :]
+    assert len(after_answer) == 3
+    assert after_answer[1].endswith(f"addChannel?channel={CALLER}")
+    assert after_answer[2].endswith(f"addChannel?channel={leg}")
+    await fake.caller_hangs_up(CALLER)
+    await all_clear(running)
+
+
+async def test_media_that_cannot_be_prepared_is_503_before_the_answer(running: Running) -> None:
+    fake = running.fake
+    fake.carrier.outcome = "ring_forever"
+    fake.media_error = True
+    await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
+    await fake.wait_for(lambda: CALLER not in fake.channels)
+    assert caller_requests(fake)[-1] == "DELETE ?reason_code=34"
+    assert "POST /answer" not in caller_requests(fake)
+    await all_clear(running)
+    record = await record_of(running)
+    assert (record.sip_status, record.cause) == (503, "unavailable")
+
+
 async def test_callee_hangup_hangs_up_the_caller(running: Running) -> None:
     fake = running.fake
     leg = await answered_call(running)

@@ -11,19 +11,22 @@ Order of events for one call (the caller sits in ``Stasis(loopback,call)``, unan
 3. Originate ``[call] trunk_endpoint_template`` with ``app=<ari app>``,
    ``appArgs=call-leg,<caller channel id>``, our own ``channelId`` (claimed first so its
    events reach this call), ``originator=<caller>`` and the configured caller-ID.
-4. Callee rings (ChannelStateChange ``Ringing``) -> ``POST /channels/<caller>/ring`` (180).
+4. While the callee rings, the media is prepared: bridge A with externalMedia A and
+   bridge B with externalMedia B, their relays crossed through the two sessions
+   (:mod:`.media`) but gated shut, so that only three requests remain after the answer.
+   Callee rings (ChannelStateChange ``Ringing``) -> ``POST /channels/<caller>/ring`` (180).
    Callee ends before answer -> its Q.850 cause is mapped (``call_routing``) and the
    caller, still unanswered, is hung up with the matching cause (486, 480, 403, 404, 484,
    503). No answer within ``[call] answer_timeout`` -> 480.
-5. Callee answers (its StasisStart with ``call-leg``) -> answer the caller, then bridge A
-   (caller + externalMedia A) and bridge B (callee + externalMedia B), crossed through the
-   two sessions (:mod:`.media`).
+5. Callee answers (its StasisStart with ``call-leg``) -> answer the caller, caller into
+   bridge A, callee into bridge B, gates open.
 6. Either side hangs up, a session fails with ``fallback = "hangup"``, or
    ``[policy] max_call_duration`` passes -> the call ends; teardown hangs up both legs and
    removes bridges, media channels, relays and sessions.
 """
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import uuid
@@ -65,8 +68,20 @@ ORIGINATE_TIMEOUT_MARGIN = 5
 
 @dataclass(frozen=True, slots=True)
 class LegEvent:
-    kind: Literal["ringing", "answered", "gone"]
+    kind: Literal["ringing", "answered", "gone", "media_failed"]
     cause: int = 0
+
+
+@dataclass
+class PreparedMedia:
+    caller_bridge: str
+    callee_bridge: str
+    sides: list[CrossedProcessor]
+    relays: list["asyncio.Task[ProcessorError | None]"]
+
+    def open(self) -> None:
+        for side in self.sides:
+            side.gate_open = True
 
 
 class CallFlow(Flow):
@@ -92,13 +107,24 @@ class CallFlow(Flow):
             return
         if not await self._dial(ctx, number):
             return
-        answered_at = await self._wait_for_answer(ctx)
-        if answered_at is None:
-            return
-        await ctx.guard(ctx.client.answer(ctx.channel_id))
-        ctx.answered = True
-        relays = await self._connect(ctx, *directions)
-        await self._converse(ctx, relays, answered_at)
+        prepare = asyncio.create_task(
+            self._prepare_media(ctx, *directions), name=f"media-{ctx.channel_id}"
+        )
+        prepare.add_done_callback(self._media_prepared)
+        try:
+            answered_at = await self._wait_for_answer(ctx)
+            if answered_at is None:
+                return
+            media = await ctx.guard(asyncio.shield(prepare))
+            await ctx.guard(ctx.client.answer(ctx.channel_id))
+            ctx.answered = True
+            await ctx.guard(ctx.client.add_channel(media.caller_bridge, ctx.channel_id))
+            await ctx.guard(ctx.client.add_channel(media.callee_bridge, self.leg_id))
+            media.open()
+            ctx.log.info("call up: caller and callee bridged through two processor sessions")
+            await self._converse(ctx, media.relays, answered_at)
+        finally:
+            await self._settle(ctx, prepare)
 
     # --- admission ----------------------------------------------------------------------
 
@@ -254,6 +280,9 @@ class CallFlow(Flow):
                 outcome = outcome_for_callee_cause(event.cause)
                 self._refuse(ctx, outcome, f"callee leg ended before answer (cause {event.cause})")
                 return None
+            elif event.kind == "media_failed":
+                self._refuse(ctx, UNAVAILABLE, "media could not be prepared")
+                return None
 
     async def _next_leg_event(self, limit: float) -> LegEvent:
         async with asyncio.timeout(limit):
@@ -284,12 +313,12 @@ class CallFlow(Flow):
 
     # --- conversation -------------------------------------------------------------------
 
-    async def _connect(
+    async def _prepare_media(
         self, ctx: CallContext, forward: Direction, backward: Direction
-    ) -> list["asyncio.Task[ProcessorError | None]"]:
-        """Each leg in its own bridge with its own externalMedia, crossed through the sessions."""
-        caller_bridge = await open_bridge(ctx, f"call-{ctx.channel_id}-caller", ctx.channel_id)
-        callee_bridge = await open_bridge(ctx, f"call-{ctx.channel_id}-callee", self.leg_id)
+    ) -> "PreparedMedia":
+        """Two bridges, each with its externalMedia channel and relay, gated shut."""
+        caller_bridge = await open_bridge(ctx, f"call-{ctx.channel_id}-caller")
+        callee_bridge = await open_bridge(ctx, f"call-{ctx.channel_id}-callee")
         caller_side = CrossedProcessor(inbound=forward, outbound=backward)
         callee_side = CrossedProcessor(inbound=backward, outbound=forward)
         caller_relay = await attach_media(
@@ -306,8 +335,30 @@ class CallFlow(Flow):
             crossed_failure_handler(callee_side, midcall_fallback(ctx, forward.params)),
             label="callee",
         )
-        ctx.log.info("call up: caller and callee bridged through two processor sessions")
-        return [caller_relay, callee_relay]
+        return PreparedMedia(
+            caller_bridge, callee_bridge, [caller_side, callee_side], [caller_relay, callee_relay]
+        )
+
+    def _media_prepared(self, task: "asyncio.Task[PreparedMedia]") -> None:
+        """Preparation failed while the callee rings: end the call before the answer (503)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or isinstance(exc, CallEnded):
+            return
+        if self._ctx is not None:
+            self._ctx.log.warning("media preparation failed: %s", exc)
+        self._leg_events.put_nowait(LegEvent("media_failed"))
+
+    async def _settle(self, ctx: CallContext, prepare: "asyncio.Task[PreparedMedia]") -> None:
+        """Let an unfinished preparation complete its request, so the teardown sees all."""
+        if not prepare.done():
+            limit = 2 * ctx.config.ari.request_timeout + 1.0
+            await asyncio.wait({prepare}, timeout=limit)
+        if not prepare.done():
+            prepare.cancel()
+        with contextlib.suppress(BaseException):
+            await prepare
 
     async def _converse(
         self,

@@ -135,20 +135,23 @@ class CrossedProcessor(Processor):
     """What one leg's relay sees: it feeds ``inbound`` and plays ``outbound``.
 
     It owns nothing: the sessions are started and closed by the call (``open_processor``
-    registers their teardown).
+    registers their teardown). Until ``gate_open`` (both legs bridged) inbound audio -- the
+    silence of a bridge with no caller in it yet -- is dropped instead of processed.
     """
 
     name = "crossed"
 
-    def __init__(self, inbound: Direction, outbound: Direction) -> None:
+    def __init__(self, inbound: Direction, outbound: Direction, *, gate_open: bool = False) -> None:
         self.inbound = inbound
         self.outbound = outbound
+        self.gate_open = gate_open
 
     async def start(self, params: SessionParams) -> None:
         return None
 
     async def process(self, frame: bytes) -> None:
-        await self.inbound.processor.process(frame)
+        if self.gate_open:
+            await self.inbound.processor.process(frame)
 
     def frames(self) -> AsyncIterator[bytes]:
         return self.outbound.processor.frames()
