@@ -279,6 +279,26 @@ class CarrierCall(pj.Call):
         return d
 
 
+class OutboundCall(pj.Call):
+    """One INVITE the carrier sends to the appliance (``--invite``): only its outcome matters."""
+
+    def __init__(self, acc: pj.Account):
+        super().__init__(acc)
+        self.status: int | None = None
+        self.reason: str | None = None
+        self.connected = False
+        self.disconnected = False
+
+    def onCallState(self, prm):
+        ci = self.getInfo()
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.connected = True
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.disconnected = True
+            self.status = int(ci.lastStatusCode)
+            self.reason = ci.lastReason
+
+
 class _Account(pj.Account):
     def __init__(self, carrier: Carrier):
         super().__init__()
@@ -465,6 +485,41 @@ class Carrier:
                 self.dirty = True
             if c.t_confirmed is not None and c.t_disconnected is None:
                 c.sample_rtp()
+
+    def invite(self, uri: str, headers: list[tuple[str, str]], timeout_s: float = 15.0) -> dict:
+        """Send one INVITE to ``uri`` from the carrier's own address and report the outcome; an
+        answered call is hung up at once (the appliance must never answer a carrier)."""
+        call = OutboundCall(self.acc)
+        prm = pj.CallOpParam(True)
+        prm.opt.audioCount = 1
+        prm.opt.videoCount = 0
+        for name, value in headers:
+            h = pj.SipHeader()
+            h.hName = name
+            h.hValue = value
+            prm.txOption.headers.append(h)
+        t0 = now_ms()
+        try:
+            call.makeCall(uri, prm)
+            deadline = time.monotonic() + timeout_s
+            while not call.disconnected and time.monotonic() < deadline:
+                self.ep.libHandleEvents(10)
+                if call.connected:
+                    call.hangup(pj.CallOpParam(True))
+                    self.ep.libHandleEvents(10)
+            result = {
+                "uri": uri,
+                "status": call.status if call.disconnected else None,
+                "reason": call.reason if call.disconnected else "no final response (client timeout)",
+                "connected": call.connected,
+                "elapsed_ms": round(now_ms() - t0, 3),
+            }
+            if not call.disconnected:
+                call.hangup(pj.CallOpParam(True))
+                self.ep.libHandleEvents(50)
+            return result
+        finally:
+            _destroy(call)
 
     def run(self, should_stop) -> None:
         self.write_state()

@@ -8,7 +8,9 @@ the user agent could not start (port taken, bad address).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -88,11 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ring-ms", type=int, default=100, help="180 Ringing this long before 200 OK (default 100)")
     ap.add_argument("--srtp", choices=sorted(SRTP_MODES), default="disabled", help="SDES-SRTP toward the appliance")
     ap.add_argument("--log-level", type=int, default=1, help="pjsip log level on stderr, 0-6 (4+ logs SIP messages)")
+    ap.add_argument(
+        "--invite",
+        metavar="URI",
+        help="instead of waiting for calls: send ONE INVITE to URI from --listen (as the carrier would), "
+        "print its outcome as JSON on stdout and exit",
+    )
+    ap.add_argument("--header", action="append", default=[], metavar="'Name: value'", help="header on --invite")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # stdout carries only the --invite result: anything native code prints goes to stderr.
+    sys.stdout.flush()
+    result_fd = os.dup(1)
+    os.dup2(2, 1)
     logging.basicConfig(
         level=logging.INFO if args.log_level >= 2 else logging.WARNING,
         stream=sys.stderr,
@@ -130,8 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         carrier.start()
-        carrier.run(lambda: stop["signal"] is not None)
-        log.warning("stopping (%s)", stop["signal"])
+        if args.invite:
+            headers = []
+            for h in args.header:
+                name, sep, value = h.partition(":")
+                if not sep:
+                    raise SystemExit(f"bad --header {h!r}: want 'Name: value'")
+                headers.append((name.strip(), value.strip()))
+            result = carrier.invite(args.invite, headers)
+            os.write(result_fd, (json.dumps(result) + "\n").encode())
+        else:
+            carrier.run(lambda: stop["signal"] is not None)
+            log.warning("stopping (%s)", stop["signal"])
     except Exception:  # noqa: BLE001 - reported, then a clean stop
         traceback.print_exc()
         code = 1

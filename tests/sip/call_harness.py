@@ -69,6 +69,7 @@ class CallSettings:
     fake_speaqr_shift_hz: float = 300.0
     fake_speaqr_enabled: bool = False
     ari_port: int = 8088
+    trunk: dict = field(default_factory=dict)  # the speaqr_asterisk_carriers item the service dials
 
     def processor_of(self, user: str) -> str:
         p = self.user_processors.get(user) or ""
@@ -141,6 +142,7 @@ def load_call_settings(host) -> CallSettings:
         fake_speaqr_shift_hz=float(v["speaqr_ari_fake_speaqr_shift_hz"] or 300),
         fake_speaqr_enabled=bool(v["speaqr_ari_fake_speaqr_enabled"]),
         ari_port=int(v["speaqr_asterisk_http_port"] or 8088),
+        trunk=dict(carrier),
     )
 
 

@@ -1,0 +1,47 @@
+"""Calls from a carrier never reach the users' services: an INVITE from the carrier's address
+(identified as the carrier) lands in the carriers' context and is refused, whatever it asks for;
+from anywhere else on the carrier's own transport it is only challenged (no anonymous calls)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.sip.call_harness import ROOT, number
+
+SERVICES = ["loopback", "call", "echo", "+34911234567", "s"]
+
+
+def _invite(call_settings, sip_target, source_port: int, extension: str, user: str) -> dict:
+    trunk = call_settings.trunk
+    if trunk.get("transport", "tls") == "tls":
+        pytest.skip("the lab trunk is TLS: the stand-in carrier only speaks UDP/TCP")
+    netns = os.environ.get("SPEAQR_TARGET_NETNS", "")
+    cmd = ["ip", "netns", "exec", netns] if netns else []
+    cmd += [sys.executable, "-m", "tests.carrier", "--listen", f"{call_settings.carrier_host}:{source_port}"]
+    cmd += [
+        "--transport",
+        trunk["transport"],
+        "--invite",
+        f"sip:{extension}@{sip_target.address}:{trunk['local_port']}",
+    ]
+    cmd += ["--header", f"X-Origin: {user}", "--header", f"X-Destination: {number('+34')}"]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0 and p.stdout.strip(), p.stderr[-3000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("extension", SERVICES)
+def test_invite_from_the_carrier_is_refused(call_settings, sip_target, sip_user, extension):
+    # Not the `carrier` fixture: this test sends from the carrier's own address and port.
+    r = _invite(call_settings, sip_target, call_settings.carrier_port, extension, sip_user)
+    assert r["status"] == 403 and not r["connected"], r
+
+
+def test_invite_from_another_port_is_only_challenged(call_settings, sip_target, sip_user):
+    r = _invite(call_settings, sip_target, call_settings.carrier_port + 1, "loopback", sip_user)
+    assert r["status"] in (401, 403, 407) and not r["connected"], r
