@@ -98,6 +98,33 @@ def test_database_down_refuses_with_503(pipes: tuple[socket.socket, socket.socke
     assert fake.set_vars["SPEAQR_HANGUP_CAUSE"] == "34"
 
 
+def test_header_too_long_for_agi_to_read_is_refused_as_too_long_not_missing(
+    pipes: tuple[socket.socket, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Asterisk's GET VARIABLE cannot read a 2 KB header (1024-byte buffer): it answers
+    # result=0, as for an absent one; the header's length says it is there.
+    env, variables = channel(headers={"X-Origin": "alice"})
+    variables["${LEN(${PJSIP_HEADER(read,X-Destination)})}"] = "2048"
+    variables["${LEN(${PJSIP_HEADER(read,X-Dial)})}"] = "0"
+    fake = FakeAsterisk(env, variables)
+    directory = Directory({"alice": ALICE})
+    with caplog.at_level(logging.INFO, logger="speaqr_sip.agi"):
+        decision = converse(pipes, fake, directory)
+    assert isinstance(decision, Refused)
+    assert fake.set_vars["SPEAQR_REFUSAL"] == "header_too_long"
+    assert fake.set_vars["SPEAQR_SIP_STATUS"] == "400"
+    assert directory.queries == []
+
+
+def test_absent_header_is_still_missing(pipes: tuple[socket.socket, socket.socket]) -> None:
+    env, variables = channel(headers={"X-Origin": "alice"})
+    variables["${LEN(${PJSIP_HEADER(read,X-Destination)})}"] = "0"
+    fake = FakeAsterisk(env, variables)
+    decision = converse(pipes, fake, Directory({"alice": ALICE}))
+    assert isinstance(decision, Refused)
+    assert fake.set_vars["SPEAQR_REFUSAL"] == "missing_header"
+
+
 def test_caller_without_a_registered_contact_is_refused_403_before_the_database(
     pipes: tuple[socket.socket, socket.socket], caplog: pytest.LogCaptureFixture
 ) -> None:

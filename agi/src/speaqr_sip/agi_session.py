@@ -59,6 +59,18 @@ def read_header(agi: StreamAGI, name: str) -> str:
     return value
 
 
+def header_unreadable(agi: StreamAGI, name: str) -> bool:
+    """Whether header ``name`` is present although GET VARIABLE gave nothing.
+
+    Asterisk reads a function for GET VARIABLE into a 1024-byte buffer: a longer header
+    (e.g. 2 KB of garbage) fails to read and looks absent. Its length, computed by
+    Asterisk inside GET FULL VARIABLE (a larger buffer), tells the two apart. ``name`` is
+    one of :data:`HEADER_NAMES`, never caller input.
+    """
+    length: str = agi.get_full_variable(f"${{LEN(${{PJSIP_HEADER(read,{name})}})}}")
+    return length.strip().isdigit() and int(length) > 0
+
+
 def log_decision(
     decision: Decision, *, call_id: str, uniqueid: str, service: str, endpoint: str, ms: float
 ) -> None:
@@ -109,6 +121,11 @@ def decide_for_channel(
     headers = {name: read_header(agi, name) for name in HEADER_NAMES}
     if seen is not None:
         seen.update(headers)
+    for name, value in headers.items():
+        if value == "" and header_unreadable(agi, name):
+            return Refused(
+                Refusal.HEADER_TOO_LONG, f"{name} is longer than the 1023 characters AGI can read"
+            )
     checked = check_headers(service, headers, endpoint, policy)
     if isinstance(checked, Refused):
         return checked

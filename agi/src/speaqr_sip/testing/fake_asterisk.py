@@ -69,6 +69,10 @@ class FakeAsterisk:
                 found = self.variables.get(args[2])
                 # Asterisk's GET VARIABLE reads into a 1024-byte buffer.
                 reply = "200 result=0" if found is None else f"200 result=1 ({found[:1023]})"
+            elif args[:3] == ["GET", "FULL", "VARIABLE"]:
+                # Only expressions the test listed verbatim (e.g. "${LEN(...)}") are known.
+                found = self.variables.get(args[3])
+                reply = "200 result=0" if found is None else f"200 result=1 ({found})"
             elif args[:2] == ["SET", "VARIABLE"]:
                 self.set_vars[args[2]] = args[3]
                 reply = "200 result=1"
