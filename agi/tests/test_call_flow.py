@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -731,32 +731,53 @@ async def test_shutdown_during_ringing_refuses_the_caller_with_503(running: Runn
     assert [(r.sip_status, r.cause) for r in running.sink.records] == [(503, "shutdown")]
 
 
-@pytest.mark.app_config({"policy": {"max_calls_total": 20}})
-async def test_many_calls_with_mixed_outcomes_leave_nothing_behind(running: Running) -> None:
+@pytest.mark.app_config(
+    {"policy": {"max_calls_total": 100, "max_calls_per_user": 100}, "call": {"answer_timeout": 60}}
+)
+async def test_fifty_calls_with_mixed_outcomes_leave_nothing_behind(running: Running) -> None:
     fake = running.fake
-    outcomes: list[Callable[[], Awaitable[None]]] = []
-
-    for i in range(12):
+    answered: list[str] = []
+    ringing: list[str] = []
+    kinds = ["busy", "rejected", "http_error", "answer", "cancel"]
+    for i in range(50):
         channel_id = f"c-{i}"
-        if i % 3 == 0:
-            fake.carrier.outcome = "fail"
-            fake.carrier.cause = 17
-        elif i % 3 == 1:
-            fake.carrier.outcome = "http_error"
-        else:
-            fake.carrier.outcome = "answer"
-        await fake.caller_enters_stasis(
-            channel_id, ["call"], {**AGI_CALL, "SPEAQR_ORIGIN": f"u{i}"}
-        )
-        if i % 3 == 2:
+        kind = kinds[i % len(kinds)]
+        fake.carrier.outcome = {
+            "busy": "fail",
+            "rejected": "fail",
+            "http_error": "http_error",
+            "answer": "answer",
+            "cancel": "ring_forever",
+        }[kind]  # type: ignore[assignment]
+        fake.carrier.cause = 17 if kind == "busy" else 21
+        await fake.caller_enters_stasis(channel_id, ["call"], AGI_CALL)
+        if kind == "answer":
             await fake.wait_for(lambda cid=channel_id: len(media_of(fake, cid)) == 1)  # type: ignore[misc]
-            outcomes.append(lambda cid=channel_id: fake.caller_hangs_up(cid))  # type: ignore[misc]
+            answered.append(channel_id)
+        elif kind == "cancel":
+            await fake.wait_for(lambda cid=channel_id: cid in fake.rings)  # type: ignore[misc]
+            ringing.append(channel_id)
         else:
             await fake.wait_for(lambda cid=channel_id: cid not in fake.channels)  # type: ignore[misc]
-    for hang_up in outcomes:
-        await hang_up()
+    assert len(answered) == len(ringing) == 10
+    for channel_id in ringing:
+        await fake.caller_hangs_up(channel_id)
+    for number, channel_id in enumerate(answered):
+        if number % 2:
+            await fake.caller_hangs_up(channel_id)
+        else:
+            leg = next(o["channelId"] for o in fake.originations if o["originator"] == channel_id)
+            await fake.callee_hangs_up(leg)
     await all_clear(running)
-    await fake.wait_for(lambda: len(running.sink.records) == 12)
+    await fake.wait_for(lambda: len(running.sink.records) == 50)
     causes = sorted(r.cause for r in running.sink.records)
-    assert causes == ["busy"] * 4 + ["normal"] * 4 + ["unavailable"] * 4
-    assert not running.app.routes
+    assert causes == sorted(
+        ["busy"] * 10
+        + ["rejected"] * 10
+        + ["unavailable"] * 10
+        + ["normal"] * 10
+        + ["caller_cancelled"] * 10
+    )
+    assert not running.app.routes and not fake.media_channels()
+    # Two processor sessions per call, every one closed.
+    assert len(TagProcessor.instances) == 100 and all(p.closed for p in TagProcessor.instances)

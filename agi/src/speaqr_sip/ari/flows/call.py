@@ -18,8 +18,8 @@ Order of events for one call (the caller sits in ``Stasis(loopback,call)``, unan
    Callee ends before answer -> its Q.850 cause is mapped (``call_routing``) and the
    caller, still unanswered, is hung up with the matching cause (486, 480, 403, 404, 484,
    503). No answer within ``[call] answer_timeout`` -> 480.
-5. Callee answers (its StasisStart with ``call-leg``) -> answer the caller, caller into
-   bridge A, callee into bridge B, gates open.
+5. Callee answers (its StasisStart with ``call-leg``) -> answer the caller, gates open,
+   caller into bridge A, callee into bridge B.
 6. Either side hangs up, a session fails with ``fallback = "hangup"``, or
    ``[policy] max_call_duration`` passes -> the call ends; teardown hangs up both legs and
    removes bridges, media channels, relays and sessions.
@@ -118,9 +118,9 @@ class CallFlow(Flow):
             media = await ctx.guard(asyncio.shield(prepare))
             await ctx.guard(ctx.client.answer(ctx.channel_id))
             ctx.answered = True
+            media.open()  # before the legs join: none of their first words is dropped
             await ctx.guard(ctx.client.add_channel(media.caller_bridge, ctx.channel_id))
             await ctx.guard(ctx.client.add_channel(media.callee_bridge, self.leg_id))
-            media.open()
             ctx.log.info("call up: caller and callee bridged through two processor sessions")
             await self._converse(ctx, media.relays, answered_at)
         finally:
