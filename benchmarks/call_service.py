@@ -8,9 +8,11 @@
 * INVITE -> 200 as the caller sees it (the carrier rings ``--ring-ms`` before answering).
 * Audio round trip through both legs: the carrier echoes (number ending 0777), the caller sends
   1 kHz tone bursts and records; caller -> appliance -> carrier -> appliance -> caller, each leg
-  through its bridge, externalMedia relay and the processor. Measured by cross-correlating the
-  envelopes of what was sent and what came back (the stand-in Speaqr shifts the frequency twice,
-  the envelope stays).
+  through its bridge, externalMedia relay and the processor. Measured two ways on the envelopes
+  (the stand-in Speaqr shifts the frequency twice, the envelope stays): the lag of the whole
+  sent signal in the recording (where the processor keeps the timing: passthrough), and the
+  time until the first sent audio comes back (every processor; the stand-in Speaqr answers per
+  200 ms chunk, and its output is not time-aligned with the input).
 
 Run from the repository root as root, with the target's settings (as molecule's verifier has them):
 
@@ -47,24 +49,24 @@ logger = logging.getLogger("benchmarks.call_service")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def envelope(x: np.ndarray, frame: int = 8) -> np.ndarray:
-    """RMS per 1 ms frame: follows the tone bursts, not their frequency."""
-    n = len(x) // frame
-    return np.sqrt(np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1))
+def envelope(x: np.ndarray, step: int = 8, window: int = 32) -> np.ndarray:
+    """Rectified signal averaged over 4 ms, one value per 1 ms: follows the tone bursts, not
+    their frequency (the stand-in Speaqr shifts it)."""
+    smooth = np.convolve(np.abs(np.asarray(x, dtype=float)), np.ones(window) / window, mode="same")
+    return smooth[::step]
 
 
 def envelope_delay_ms(sent: np.ndarray, received: np.ndarray, max_lag_s: float = 2.0) -> tuple[float, float]:
     """Lag (ms) of ``sent``'s envelope inside ``received``'s, and the normalised correlation peak."""
     a, b = envelope(sent), envelope(received)
-    a = a - a.mean()
-    b = b - b.mean()
     max_lag = min(int(max_lag_s * 1000), len(b) - 1)
     best, best_lag = -1.0, 0
     for lag in range(0, max_lag):
         seg = b[lag : lag + len(a)]
         if len(seg) < len(a) // 2:
             break
-        ref = a[: len(seg)]
+        ref = a[: len(seg)] - a[: len(seg)].mean()  # Pearson correlation of the overlap
+        seg = seg - seg.mean()
         denom = np.linalg.norm(ref) * np.linalg.norm(seg)
         if denom == 0:
             continue
@@ -72,6 +74,16 @@ def envelope_delay_ms(sent: np.ndarray, received: np.ndarray, max_lag_s: float =
         if c > best:
             best, best_lag = c, lag
     return float(best_lag), best
+
+
+def first_audio_ms(received: np.ndarray, threshold: float = 0.5) -> float | None:
+    """Milliseconds from the start of the recording (= the first sent sample) to the first
+    millisecond whose envelope reaches ``threshold`` of its maximum: when the first of the sent
+    audio came back, whatever the processor did to its timing."""
+    e = envelope(received)
+    if e.size == 0 or e.max() <= 0.01:
+        return None
+    return float(np.argmax(e >= threshold * e.max()))
 
 
 def summary(values: list[float]) -> dict:
@@ -88,10 +100,10 @@ def summary(values: list[float]) -> dict:
 
 
 def run_user(sip: SipClient, carrier: CarrierProcess, user: str, calls: int, tone: Path, work: Path) -> dict:
-    pdd, i2200, rtt, peaks, failures = [], [], [], [], []
+    pdd, i2200, rtt, first, peaks, failures = [], [], [], [], [], []
     sent, _ = read_wav(tone)
     for i in range(calls):
-        dest = number("+34", f"{i % 10}601")
+        dest = number("+34", f"{i:02d}0601")
         mark = carrier.mark()
         r = sip.call(user, "call", "--duration", "0.3", headers={"X-Origin": user, "X-Destination": dest})
         if r.get("status") != 200:
@@ -101,7 +113,7 @@ def run_user(sip: SipClient, carrier: CarrierProcess, user: str, calls: int, ton
         pdd.append(c["arrived_ms"] - r["invites_sent_at_ms"][-1])
         i2200.append(r["invite_to_200_ms"])
     for i in range(calls):
-        dest = number("+34", f"{i % 10}777")
+        dest = number("+34", f"{i:02d}0777")
         rec = work / f"{user}-echo-{i}.wav"
         r = sip.call(
             user,
@@ -111,23 +123,29 @@ def run_user(sip: SipClient, carrier: CarrierProcess, user: str, calls: int, ton
             "--record",
             str(rec),
             "--tail",
-            "1.5",
+            "3",
             headers={"X-Origin": user, "X-Destination": dest},
         )
         if r.get("status") != 200:
             failures.append({"call": i, "kind": "echo", "status": r.get("status"), "reason": r.get("reason")})
             continue
         received, _ = read_wav(rec)
-        lag, peak = envelope_delay_ms(sent, received)
+        onset = first_audio_ms(received)
+        if onset is None:
+            failures.append({"call": i, "kind": "echo", "detail": "nothing came back"})
+            continue
+        first.append(onset - first_audio_ms(sent))
+        lag, peak = envelope_delay_ms(sent, received, max_lag_s=4.0)
         peaks.append(round(peak, 3))
         if peak >= 0.8:
             rtt.append(lag)
-        else:
-            failures.append({"call": i, "kind": "echo", "peak": peak})
     return {
         "post_dial_delay_ms": summary(pdd),
         "invite_to_200_ms": summary(i2200),
+        # Whole-signal correlation: only where the processor keeps the timing (passthrough).
         "round_trip_both_legs_ms": summary(rtt),
+        # First sent audio back at the caller: comparable for every processor.
+        "first_audio_back_ms": summary(first),
         "echo_envelope_peaks": peaks,
         "failures": failures,
     }
@@ -184,6 +202,7 @@ def main() -> int:
             f"INVITE->200 median {r['invite_to_200_ms'].get('median')} ms; "
             f"round trip both legs median {r['round_trip_both_legs_ms'].get('median')} ms "
             f"(min {r['round_trip_both_legs_ms'].get('min')}, max {r['round_trip_both_legs_ms'].get('max')}); "
+            f"first audio back median {r['first_audio_back_ms'].get('median')} ms; "
             f"failures {len(r['failures'])}"
         )
     print(f"written {path.relative_to(ROOT)}")
