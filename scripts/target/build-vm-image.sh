@@ -44,9 +44,11 @@ CONF
 cp /etc/resolv.conf "$vmroot/etc/resolv.conf"
 chroot "$vmroot" apt-get update -qq >&2
 DEBIAN_FRONTEND=noninteractive chroot "$vmroot" apt-get install -y -qq --no-install-recommends \
-  linux-image-amd64 dracut systemd-resolved $preinstall > "$work/apt.log" 2>&1 \
+  linux-image-amd64 dracut $preinstall > "$work/apt.log" 2>&1 \
   || die "package install failed, see $work/apt.log"
 chroot "$vmroot" apt-get clean
+# No systemd-resolved (its LLMNR listens on every address): slirp4netns's DNS through the NAT.
+echo 'nameserver 10.0.2.3' > "$vmroot/etc/resolv.conf"
 
 cat > "$vmroot/etc/systemd/network/10-speaqr-lab.network" <<NET
 [Match]
@@ -55,9 +57,8 @@ Name=en* eth*
 [Network]
 Address=$vm_address/24
 Gateway=$vm_gateway
-DNS=10.0.2.3
 NET
-chroot "$vmroot" systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
+chroot "$vmroot" systemctl enable systemd-networkd.service >/dev/null 2>&1
 echo 'LABEL=root / ext4 rw,relatime 0 1' > "$vmroot/etc/fstab"
 ssh-keygen -q -t ed25519 -N '' -C speaqr-vm -f "$work/id_ed25519"
 install -m 0600 "$work/id_ed25519.pub" "$vmroot/root/.ssh/authorized_keys"
