@@ -22,8 +22,11 @@ fi
 
 # Python 3.12 is the one interpreter that takes both ansible-core 2.21 and the pjsua2 wheels.
 python=""
-for candidate in python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12; do
-  if command -v "$candidate" >/dev/null 2>&1; then python=$(command -v "$candidate"); break; fi
+# pyenv's shim answers to `python3.12` even where it cannot run it: try each candidate for real.
+for candidate in "$HOME"/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12 python3.12; do
+  if "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
+    python=$(command -v "$candidate"); break
+  fi
 done
 [ -n "$python" ] || { echo "error: Python 3.12 not found (install it, e.g. with pyenv)" >&2; exit 1; }
 
