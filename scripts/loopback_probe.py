@@ -30,7 +30,10 @@ def main(argv: list[str]) -> int:
         write_wav(sent_path, np.concatenate([tone_bursts(1000), silence(0.3)]))
         out = subprocess.run(
             [*client, "--play", str(sent_path), "--record", str(back_path)],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         call = json.loads(out.stdout)
         result = {"status": call.get("status"), "invite_to_200_ms": call.get("invite_to_200_ms")}
