@@ -113,7 +113,9 @@ async def echo_through(media: FakeChannel, payloads: list[bytes]) -> list[RtpPac
     for seq, payload in enumerate(payloads):
         packet = RtpPacket(0, seq, seq * 160, 0xDEADBEEF, payload)
         media.rtp.sendto(packet.serialize(), media.external_host)
-        await asyncio.sleep(0.005)
+        # Real time, as Asterisk sends: the appliance's passthrough drops audio that queues
+        # up faster than it can be played (stale after a stall), see test_relay_latency.
+        await asyncio.sleep(0.02)
     received = []
     async with asyncio.timeout(5):
         while len(received) < len(payloads):

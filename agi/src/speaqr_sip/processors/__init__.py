@@ -19,6 +19,7 @@ __all__ = [
     "Processor",
     "ProcessorError",
     "SessionParams",
+    "PASSTHROUGH_MAX_FRAMES",
     "CallProcessorChoice",
     "create_processor",
     "kind_for_call",
@@ -65,6 +66,14 @@ def kind_for_call(config: AriAppConfig, requested: str) -> CallProcessorChoice:
     return CallProcessorChoice(selected_kind(config))
 
 
+# Passthrough output waiting to be sent, at most (20 ms frames). Audio that waited longer is
+# stale: after a stall (the host was busy, the socket buffer then delivers a burst) the oldest
+# frames are dropped instead of being played late, so the caller's echo returns to its normal
+# delay at once rather than keeping the stall as added latency for the rest of the call. With
+# the relay's pacing tolerance (40 ms) at most one frame of backlog survives a burst.
+PASSTHROUGH_MAX_FRAMES = 4
+
+
 def create_processor(
     config: AriAppConfig, kind: Literal["passthrough", "speaqr"] | None = None
 ) -> Processor:
@@ -75,4 +84,4 @@ def create_processor(
         from speaqr_sip.processors.speaqr import SpeaqrProcessor
 
         return SpeaqrProcessor(config.speaqr, max_backlog_ms=config.media.max_backlog_ms)
-    return PassthroughProcessor(max_frames=config.media.max_backlog_ms // 20)
+    return PassthroughProcessor(max_frames=PASSTHROUGH_MAX_FRAMES)

@@ -7,7 +7,6 @@ from speaqr_sip.ari.call import CallContext
 from speaqr_sip.causes import CAUSE_CALL_REJECTED, CAUSE_CONGESTION
 from speaqr_sip.logsetup import safe
 from speaqr_sip.processors import (
-    PassthroughProcessor,
     Processor,
     ProcessorError,
     SessionParams,
@@ -148,7 +147,7 @@ def midcall_fallback(ctx: CallContext, params: SessionParams) -> FailureHandler:
             return None
         ctx.log.warning("processor failed mid-call (%s): continuing with passthrough", exc)
         ctx.metrics.speaqr_fallbacks += 1
-        replacement = PassthroughProcessor(max_frames=ctx.config.media.max_backlog_ms // 20)
+        replacement = create_processor(ctx.config, "passthrough")
         await replacement.start(params)
         ctx.on_teardown("processor passthrough (fallback)", replacement.close)
         ctx.record.processor_used(replacement.name)
