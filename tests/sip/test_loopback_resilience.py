@@ -3,6 +3,8 @@
 - ARI application stopped (systemctl stop speaqr-ari): calls are refused with 503 within 2 s
   (no ringing, no silence), logged with the call id; started again: calls work.
 - FastAGI server stopped: 503 (the check did not run), logged; started again: calls work.
+- ARI application killed (SIGKILL): systemd restarts it; Asterisk restarted: the application
+  reconnects; calls work after both.
 - 20 consecutive calls and 4 simultaneous calls leave no channel and no bridge behind (ARI's
   own lists on the target are empty).
 
@@ -23,6 +25,7 @@ from tests.sip.loopback import (
     ARI_UNIT,
     FASTAGI_UNIT,
     LoopbackSetup,
+    as_root,
     leftovers,
     load_setup,
     log_lines,
@@ -111,6 +114,37 @@ def test_fastagi_server_stopped_refuses_503_then_calls_work_again(host, sip, set
             break
         time.sleep(1)
     assert r.get("status") == 200, f"calls did not work again after the FastAGI server restarted: {r}"
+
+
+def test_ari_application_killed_is_restarted_by_systemd(host, sip, setup, alice, sip_metrics):
+    with as_root(host):
+        before = host.check_output(f"systemctl show -p MainPID --value {ARI_UNIT}").strip()
+        host.check_output(f"systemctl kill -s KILL {ARI_UNIT}")
+    deadline = time.monotonic() + 30
+    while True:
+        with as_root(host):
+            now = host.check_output(f"systemctl show -p MainPID --value {ARI_UNIT}").strip()
+        if now not in ("", "0", before) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert now not in ("", "0", before), f"systemd did not restart {ARI_UNIT} (MainPID {before} -> {now})"
+    back_in = wait_for_ari_app(host, setup)
+    r = sip.call(alice, "loopback", "--duration", "0.5")
+    assert r.get("status") == 200, f"no call after the crash and restart: {r}"
+    sip_metrics.append({"test": "ARI application killed", "registered_after_s": round(back_in, 2)})
+
+
+def test_ari_application_reconnects_after_an_asterisk_restart(host, sip, setup, alice, sip_metrics):
+    systemctl(host, "restart", "asterisk.service")
+    with as_root(host):
+        host.run("asterisk -rx 'core waitfullybooted'")
+    back_in = wait_for_ari_app(host, setup)
+    r = sip.call(alice, "loopback", "--duration", "0.5")
+    assert r.get("status") == 200, f"no call after Asterisk restarted: {r}"
+    with as_root(host):
+        journal = host.run(f"journalctl -u {ARI_UNIT} --since -5min --no-pager -o cat").stdout
+    assert "websocket connected" in journal, journal[-2000:]
+    sip_metrics.append({"test": "Asterisk restarted", "ari_app_registered_after_s": round(back_in, 2)})
 
 
 def test_twenty_consecutive_calls_leave_no_channel_or_bridge(host, sip, setup, alice, sip_metrics):
