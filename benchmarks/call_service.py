@@ -185,7 +185,12 @@ def main() -> int:
                 results[processor] = {"user": user, **run_user(sip, carrier, user, args.calls, tone, work)}
         finally:
             carrier.stop()
+    env_used = ("SPEAQR_TARGET_NETNS", "SPEAQR_SIP_ADDRESS", "SPEAQR_SIP_DOMAIN", "SPEAQR_LAB_CA")
     out = {
+        # How to reproduce it (SPEAQR_SIP_USERS holds the passwords: not recorded).
+        "command": " ".join(f"{k}={env[k]}" for k in env_used if env.get(k))
+        + " SPEAQR_SIP_USERS=... .venv/bin/python benchmarks/call_service.py "
+        + " ".join(sys.argv[1:]),
         "label": args.label,
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "calls_per_measurement": args.calls,
