@@ -28,7 +28,10 @@ from speaqr_sip.causes import (
 )
 from speaqr_sip.config import CallRecordsConfig
 
-SQL = Path(__file__).resolve().parents[1] / "sql" / "call_records.sql"
+MIGRATIONS = (
+    Path(__file__).resolve().parents[2] / "roles" / "speaqr_mariadb" / "files" / "migrations"
+)
+SQL = MIGRATIONS / "0100_call_records.sql"
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 

@@ -1,4 +1,4 @@
-"""sql/call_records.sql and the writers against a real, throwaway MariaDB server.
+"""The call_records migration and the writers against a real, throwaway MariaDB server.
 
 Skipped unless ``mariadbd`` and ``mariadb-install-db`` are installed (Debian: mariadb-server;
 the service itself is not used: a private server runs on a Unix socket in a temp dir).
@@ -32,7 +32,10 @@ from speaqr_sip.causes import Refusal
 from speaqr_sip.config import CallRecordsConfig, DatabaseConfig
 from speaqr_sip.validation import Refused
 
-SQL = Path(__file__).resolve().parents[1] / "sql" / "call_records.sql"
+MIGRATIONS = (
+    Path(__file__).resolve().parents[2] / "roles" / "speaqr_mariadb" / "files" / "migrations"
+)
+SQL = MIGRATIONS / "0100_call_records.sql"
 MARIADBD = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin")
 INSTALL_DB = shutil.which("mariadb-install-db")
 

@@ -1,4 +1,6 @@
-"""Call records: one ``call_records`` row per call attempt (schema: ``sql/call_records.sql``).
+"""Call records: one ``call_records`` row per call attempt.
+
+Schema: ``roles/speaqr_mariadb/files/migrations/0100_call_records.sql``.
 
 * :class:`CallAttempt` -- mutable, one per call; the ARI application creates it when the
   caller enters Stasis and the flows fill it in (who, what number, answer time, cause).
@@ -66,7 +68,8 @@ logger = logging.getLogger(__name__)
 SIP_OK = 200
 SIP_REQUEST_TERMINATED = 487
 
-# Column sizes of sql/call_records.sql; longer values are cut before the INSERT.
+# Column sizes of the call_records migration (roles/speaqr_mariadb/files/migrations/);
+# longer values are cut before the INSERT.
 COLUMN_LIMITS = {
     "attempt_id": 32,
     "channel_id": 64,

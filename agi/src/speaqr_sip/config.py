@@ -97,7 +97,7 @@ class PolicyConfig:
 
 @dataclass(frozen=True, slots=True)
 class CallRecordsConfig:
-    """One ``call_records`` row per call attempt (schema: ``sql/call_records.sql``)."""
+    """One ``call_records`` row per call attempt (schema: the 0100_call_records migration)."""
 
     enabled: bool = False
     # ARI application only: rows waiting for the database (beyond this they are logged
