@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 vm_address=192.168.77.2
 vm_gateway=192.168.77.1
-preinstall=${SPEAQR_VM_PREINSTALL-asterisk asterisk-modules mariadb-server nftables python3-cryptography python3-pymysql python3-venv}
+preinstall=${SPEAQR_VM_PREINSTALL-asterisk asterisk-modules fail2ban mariadb-server nftables python3-cryptography python3-pymysql python3-systemd python3-venv}
 root=$("$here/build-rootfs.sh")
 key=$( { echo "$root"; echo "$preinstall"; cat "$0"; } | sha256sum | cut -c1-16)
 image=$SPEAQR_CACHE_DIR/vm/sid-$key

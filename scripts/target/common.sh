@@ -35,3 +35,35 @@ stop_pid_file() {
   fi
   rm -f "$file"
 }
+
+# Client hosts of a target: network namespaces speaqr-NAME-client1..N, each on the "public"
+# segment 198.51.100.0/24 (a bridge in the target's namespace, 198.51.100.1), host k at
+# 198.51.100.(10+k), routing the target's own network through the bridge. Their packets reach
+# the appliance on a real interface with their own source address (not on lo), so its firewall
+# and bans see them as hosts on the internet.
+SPEAQR_CLIENT_HOSTS=${SPEAQR_CLIENT_HOSTS:-3}
+client_netns_name() { printf 'speaqr-%s-client%s' "$1" "$2"; }
+
+attach_client_hosts() {
+  local name=$1 target_net=$2 ns k cns
+  ns=$(netns_name "$name")
+  ip -n "$ns" link add brclients type bridge
+  ip -n "$ns" addr add 198.51.100.1/24 dev brclients
+  ip -n "$ns" link set brclients up
+  for k in $(seq "$SPEAQR_CLIENT_HOSTS"); do
+    cns=$(client_netns_name "$name" "$k")
+    ip netns del "$cns" 2>/dev/null || true
+    ip netns add "$cns"
+    ip -n "$cns" link set lo up
+    ip -n "$cns" link add eth0 type veth peer name "vclient$k" netns "$ns"
+    ip -n "$ns" link set "vclient$k" master brclients up
+    ip -n "$cns" addr add "198.51.100.$((10 + k))/24" dev eth0
+    ip -n "$cns" link set eth0 up
+    ip -n "$cns" route add "$target_net" via 198.51.100.1
+  done
+}
+
+detach_client_hosts() {
+  local name=$1 k
+  for k in $(seq "$SPEAQR_CLIENT_HOSTS"); do ip netns del "$(client_netns_name "$name" "$k")" 2>/dev/null || true; done
+}

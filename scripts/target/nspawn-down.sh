@@ -11,5 +11,6 @@ ns=$(netns_name "$name")
 stop_pid_file "$state/nspawn.pid" TERM 30
 stop_pid_file "$state/slirp4netns.pid" TERM 5
 ip netns del "$ns" 2>/dev/null || true
+detach_client_hosts "$name"
 rm -f "$state/instance.env"
 log "machine speaqr-$name stopped"

@@ -28,6 +28,7 @@ setsid slirp4netns --configure --mtu=65520 --netns-type=path "/run/netns/$ns" ta
 echo $! > "$state/slirp4netns.pid"
 for _ in $(seq 50); do ip -n "$ns" -4 addr show tap0 2>/dev/null | grep -q "$address" && break; sleep 0.1; done
 ip -n "$ns" -4 addr show tap0 | grep -q "$address" || die "slirp4netns did not configure tap0 (see $state/slirp4netns.log)"
+attach_client_hosts "$name" "$address/32"
 
 boot_start=$SECONDS
 # Host is cgroup v1 without systemd; sid's systemd needs the unified hierarchy inside.
@@ -48,5 +49,6 @@ SPEAQR_TARGET_KIND=nspawn
 SPEAQR_TARGET_NETNS=$ns
 SPEAQR_SIP_ADDRESS=$address
 SPEAQR_SSH_KEY=$state/id_ed25519
+SPEAQR_CLIENT_NETNS=$(client_netns_name "$name" 1)
 ENV
 echo "$state/instance.env"

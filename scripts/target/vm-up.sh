@@ -40,6 +40,7 @@ ip -n "$ns" tuntap add dev vmtap mode tap
 ip -n "$ns" addr add 192.168.77.1/24 dev vmtap
 ip -n "$ns" link set vmtap up
 in_netns "$ns" sysctl -q -w net.ipv4.ip_forward=1
+attach_client_hosts "$name" 192.168.77.0/24
 in_netns "$ns" nft -f - <<NFT
 table ip speaqr_lab_nat {
   chain postrouting {
@@ -70,5 +71,6 @@ SPEAQR_VM_ACCEL=$SPEAQR_VM_ACCEL
 SPEAQR_TARGET_NETNS=$ns
 SPEAQR_SIP_ADDRESS=$address
 SPEAQR_SSH_KEY=$image/id_ed25519
+SPEAQR_CLIENT_NETNS=$(client_netns_name "$name" 1)
 ENV
 echo "$state/instance.env"
