@@ -1,6 +1,7 @@
 """What an earlier run left in Asterisk is ended after connecting; nothing else is."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -27,7 +28,8 @@ async def fake() -> AsyncIterator[FakeAri]:
     await ari.stop()
 
 
-async def run_app(fake: FakeAri) -> AsyncIterator[AriApplication]:
+@contextlib.asynccontextmanager
+async def running_app(fake: FakeAri) -> AsyncIterator[AriApplication]:
     url = await fake.start()
     app, stop, task, session = await start_app(fake, url)
     try:
@@ -90,8 +92,8 @@ async def test_what_an_earlier_run_left_is_ended_after_connecting_and_nothing_el
     strangers(fake)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async for app in run_app(fake):
-        await fake.wait_for(lambda: "speaqr-oldbridge" not in fake.bridges)
+    async with running_app(fake) as app:
+        await fake.wait_for(lambda: app.metrics.leftovers_ended == 5)
         elapsed = loop.time() - started
         assert deletes(fake) == {
             "/ari/channels/1699.1?reason_code=16",
@@ -103,7 +105,6 @@ async def test_what_an_earlier_run_left_is_ended_after_connecting_and_nothing_el
         assert {"other.1", "agi.1", "plain.1"} <= set(fake.channels)
         assert "someone-elses" in fake.bridges
         assert elapsed < leftovers.sweep_limit(app.config.ari.request_timeout)
-        assert app.metrics.leftovers_ended == 5
 
 
 @pytest.mark.asyncio
@@ -114,7 +115,7 @@ async def test_a_caller_whose_stasis_start_arrives_during_the_sweep_is_served(
     # In Stasis when the channels are listed; its StasisStart reaches us only afterwards.
     fake.leave_behind("1700.9", state="Ring", app_name="Stasis", app_data="loopback,loopback")
     fake.channels["1700.9"].variables = dict(AGI_OK)
-    async for app in run_app(fake):
+    async with running_app(fake) as app:
         await fake.wait_for(
             lambda: fake.calls("GET") and fake.calls("GET")[-1][1] == "/ari/channels"
         )
@@ -129,7 +130,7 @@ async def test_a_caller_whose_stasis_start_arrives_during_the_sweep_is_served(
 async def test_after_a_reconnect_the_own_call_stays_and_a_stranger_is_ended(
     fake: FakeAri,
 ) -> None:
-    async for app in run_app(fake):
+    async with running_app(fake) as app:
         await start_loopback_call(fake, "1700.1")
         own_bridges = set(fake.bridges)
         own_media = {c.id for c in fake.media_channels()}
@@ -149,7 +150,7 @@ async def test_a_failed_listing_is_logged_and_calls_are_still_served(
 ) -> None:
     fake.list_error = True
     earlier_run(fake)
-    async for _app in run_app(fake):
+    async with running_app(fake):
         await fake.wait_for(lambda: any("could not list" in r.getMessage() for r in caplog.records))
         await start_loopback_call(fake, "1700.2")
         assert "1699.1" in fake.channels and not fake.calls("DELETE")

@@ -209,6 +209,8 @@ class AriApplication:
             metrics=self.metrics,
             services=self.services,
         )
+        if service in RECORDED_SERVICES:
+            ctx.record.observer = self.records.submit
         self.metrics.calls_started += 1
         task = asyncio.create_task(self._run_call(ctx), name=f"call-{ctx.channel_id}")
         self.tasks.add(task)

@@ -89,6 +89,8 @@ class CallContext:
     def answered(self, value: bool) -> None:
         if value and not self._answered:
             self.record.answered_at = utcnow()
+            self._answered = value
+            self.record.report_progress()
         self._answered = value
 
     # --- channels and events ------------------------------------------------------------
