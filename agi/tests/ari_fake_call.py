@@ -47,9 +47,13 @@ class CarrierAri(FakeAri):
         self.media_delay = 0.0
         self.media_requests = 0
         self.media_error = False
+        # PJSIP endpoint states as qualify reports them; absent: 404.
+        self.endpoint_states: dict[str, str] = {"carrier": "online"}
+        self.endpoint_error = False
         self._scripts: set[asyncio.Task[None]] = set()
         self.app.router.add_post("/ari/channels", self._originate)
         self.app.router.add_post("/ari/channels/{id}/ring", self._ring)
+        self.app.router.add_get("/ari/endpoints/{tech}/{resource}", self._endpoint)
 
     async def stop(self) -> None:
         for task in list(self._scripts):
@@ -126,6 +130,18 @@ class CarrierAri(FakeAri):
             self._record(request)
             raise web.HTTPInternalServerError(text="chan_rtp not loaded")
         return await super()._external_media(request)
+
+    async def _endpoint(self, request: web.Request) -> web.Response:
+        self._record(request)
+        if self.endpoint_error:
+            raise web.HTTPInternalServerError(text="overloaded")
+        tech, resource = request.match_info["tech"], request.match_info["resource"]
+        state = self.endpoint_states.get(resource)
+        if tech != "PJSIP" or state is None:
+            raise web.HTTPNotFound(text=json.dumps({"message": "Endpoint not found"}))
+        return web.json_response(
+            {"technology": tech, "resource": resource, "state": state, "channel_ids": []}
+        )
 
     async def _ring(self, request: web.Request) -> web.Response:
         self._record(request)

@@ -46,6 +46,7 @@ from speaqr_sip.ari.flows.call_routing import (
     caller_id,
     outcome_for_callee_cause,
     trunk_endpoint,
+    trunk_resource,
 )
 from speaqr_sip.ari.flows.media import (
     CrossedProcessor,
@@ -101,6 +102,8 @@ class CallFlow(Flow):
             return
         number = self._dialled_number(ctx, params)
         if number is None or not self._admit(ctx, number):
+            return
+        if not await self._trunk_reachable(ctx):
             return
         directions = await self._open_directions(ctx, params)
         if directions is None:
@@ -168,6 +171,29 @@ class CallFlow(Flow):
                 return True
         ctx.metrics.calls_refused += 1
         self._refuse(ctx, POLICY, f"refused by policy ({violation.reason}: {violation.detail})")
+        return False
+
+    async def _trunk_reachable(self, ctx: CallContext) -> bool:
+        """``False`` (and 503) when Asterisk's qualify says the trunk is offline.
+
+        Asked for every call, so a carrier that recovers is dialled again at once. A failed
+        check does not refuse the call: the originate decides then.
+        """
+        call = ctx.config.call
+        target = trunk_resource(call.trunk_endpoint_template)
+        if not call.trunk_qualified or target is None:
+            return True
+        technology, resource = target
+        try:
+            endpoint = await ctx.guard(ctx.client.get_endpoint(technology, resource))
+        except AriError as exc:
+            ctx.log.warning("could not ask the state of %s/%s: %s", technology, resource, exc)
+            return True
+        state = (endpoint or {}).get("state")
+        if state != "offline":
+            return True
+        ctx.metrics.calls_refused += 1
+        self._refuse(ctx, UNAVAILABLE, f"carrier {technology}/{resource} unreachable (qualify)")
         return False
 
     @staticmethod
