@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -41,6 +41,7 @@ class CarrierAri(FakeAri):
         super().__init__()
         self.carrier = Carrier()
         self.originations: list[dict[str, str]] = []
+        self.origination_bodies: list[dict[str, Any]] = []
         self.rings: list[str] = []
         self.created_legs: list[str] = []
         # Asterisk taking its time over externalMedia (a caller may hang up meanwhile).
@@ -75,7 +76,9 @@ class CarrierAri(FakeAri):
     async def _originate(self, request: web.Request) -> web.Response:
         self._record(request)
         query = dict(request.query)
+        body = await request.json() if request.can_read_body else {}
         self.originations.append(query)
+        self.origination_bodies.append(body)
         carrier = self.carrier
         if carrier.outcome == "http_error":
             raise web.HTTPInternalServerError(

@@ -57,6 +57,7 @@ from speaqr_sip.ari.flows.media import (
 )
 from speaqr_sip.ari.flows.session import midcall_fallback, open_processor, read_session
 from speaqr_sip.causes import CAUSE_CONGESTION
+from speaqr_sip.config import CallConfig
 from speaqr_sip.logsetup import safe
 from speaqr_sip.processors import Processor, ProcessorError, SessionParams
 from speaqr_sip.validation import E164_RE, dialled_number
@@ -65,6 +66,10 @@ from speaqr_sip.validation import E164_RE, dialled_number
 LEG_ARG = "call-leg"
 # Asterisk's own originate timeout is a backstop behind our answer timer.
 ORIGINATE_TIMEOUT_MARGIN = 5
+# Asterisk hangs the callee leg up by itself this long after the longest call we allow: the
+# carrier leg of an application that died never outlives it for long (the caller's side is
+# the dialplan's TIMEOUT(absolute)).
+LEG_ABSOLUTE_TIMEOUT_MARGIN = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +263,9 @@ class CallFlow(Flow):
         try:
             # Not cut short by a caller hangup: once sent, Asterisk creates the leg anyway,
             # and the teardown's DELETE must come after that (request_timeout bounds it).
-            await client.request("POST", "/channels", params=params)
+            await client.request(
+                "POST", "/channels", params=params, json={"variables": leg_variables(call, ctx)}
+            )
         except AriError as exc:
             self._refuse(ctx, UNAVAILABLE, f"originate to {endpoint} failed ({exc})")
             return False
@@ -424,3 +431,14 @@ class CallLegFlow(Flow):
 
     async def run(self, ctx: CallContext) -> None:
         ctx.log.warning("callee leg without a live call: hanging it up")
+
+
+def leg_variables(call: CallConfig, ctx: CallContext) -> dict[str, str]:
+    """Channel variables of the callee leg at creation: its absolute timeout."""
+    longest = (
+        math.ceil(call.answer_timeout)
+        + ORIGINATE_TIMEOUT_MARGIN
+        + ctx.config.policy.max_call_duration
+        + LEG_ABSOLUTE_TIMEOUT_MARGIN
+    )
+    return {"TIMEOUT(absolute)": str(longest)}
