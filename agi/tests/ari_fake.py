@@ -26,6 +26,9 @@ class FakeChannel:
     rtp: socket.socket | None = None
     rtp_address: tuple[str, int] | None = None
     external_host: tuple[str, int] | None = None
+    # The dialplan application the channel is in, as Asterisk's snapshot shows it.
+    app_name: str = ""
+    app_data: str = ""
 
     def json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -33,6 +36,13 @@ class FakeChannel:
             "name": f"PJSIP/{self.id}",
             "state": self.state,
             "caller": {"name": "", "number": "alice"},
+            "dialplan": {
+                "context": "speaqr-service",
+                "exten": "stasis",
+                "priority": 1,
+                "app_name": self.app_name,
+                "app_data": self.app_data,
+            },
         }
         if self.rtp_address is not None:
             host, port = self.rtp_address
@@ -50,8 +60,12 @@ class FakeAri:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.sockets: list[web.WebSocketResponse] = []
         self.ws_connects = 0
+        # GET /ari/channels answers 500 (Asterisk overloaded or ARI broken).
+        self.list_error = False
         self.app = web.Application()
         self.app.router.add_get("/ari/events", self._events)
+        self.app.router.add_get("/ari/channels", self._list_channels)
+        self.app.router.add_get("/ari/bridges", self._list_bridges)
         self.app.router.add_post("/ari/channels/externalMedia", self._external_media)
         self.app.router.add_get("/ari/channels/{id}", self._get_channel)
         self.app.router.add_delete("/ari/channels/{id}", self._hangup)
@@ -91,8 +105,18 @@ class FakeAri:
     async def caller_enters_stasis(
         self, channel_id: str, args: list[str], variables: dict[str, str]
     ) -> None:
-        self.channels[channel_id] = FakeChannel(channel_id, dict(variables))
+        self.channels[channel_id] = FakeChannel(
+            channel_id, dict(variables), app_name="Stasis", app_data=",".join(["loopback", *args])
+        )
         await self.emit("StasisStart", channel_id, args=args)
+
+    def leave_behind(
+        self, channel_id: str, *, state: str = "Up", app_name: str = "", app_data: str = ""
+    ) -> None:
+        """A channel that exists without us having seen it enter (an earlier run's)."""
+        self.channels[channel_id] = FakeChannel(
+            channel_id, state=state, app_name=app_name, app_data=app_data
+        )
 
     async def caller_hangs_up(self, channel_id: str) -> None:
         await self.emit("ChannelHangupRequest", channel_id, cause=16)
@@ -149,6 +173,29 @@ class FakeAri:
         if channel is None:
             raise web.HTTPNotFound(text=json.dumps({"message": "Channel not found"}))
         return channel
+
+    async def _list_channels(self, request: web.Request) -> web.Response:
+        self._record(request)
+        if self.list_error:
+            raise web.HTTPInternalServerError(text="overloaded")
+        return web.json_response([c.json() for c in self.channels.values()])
+
+    async def _list_bridges(self, request: web.Request) -> web.Response:
+        self._record(request)
+        return web.json_response(
+            [
+                {
+                    "id": bridge_id,
+                    "technology": "simple_bridge",
+                    "bridge_type": "mixing",
+                    "bridge_class": "stasis",
+                    "creator": "Stasis",
+                    "name": "",
+                    "channels": sorted(members),
+                }
+                for bridge_id, members in self.bridges.items()
+            ]
+        )
 
     async def _get_channel(self, request: web.Request) -> web.Response:
         self._record(request)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -41,15 +41,20 @@ class CarrierAri(FakeAri):
         super().__init__()
         self.carrier = Carrier()
         self.originations: list[dict[str, str]] = []
+        self.origination_bodies: list[dict[str, Any]] = []
         self.rings: list[str] = []
         self.created_legs: list[str] = []
         # Asterisk taking its time over externalMedia (a caller may hang up meanwhile).
         self.media_delay = 0.0
         self.media_requests = 0
         self.media_error = False
+        # PJSIP endpoint states as qualify reports them; absent: 404.
+        self.endpoint_states: dict[str, str] = {"carrier": "online"}
+        self.endpoint_error = False
         self._scripts: set[asyncio.Task[None]] = set()
         self.app.router.add_post("/ari/channels", self._originate)
         self.app.router.add_post("/ari/channels/{id}/ring", self._ring)
+        self.app.router.add_get("/ari/endpoints/{tech}/{resource}", self._endpoint)
 
     async def stop(self) -> None:
         for task in list(self._scripts):
@@ -71,7 +76,9 @@ class CarrierAri(FakeAri):
     async def _originate(self, request: web.Request) -> web.Response:
         self._record(request)
         query = dict(request.query)
+        body = await request.json() if request.can_read_body else {}
         self.originations.append(query)
+        self.origination_bodies.append(body)
         carrier = self.carrier
         if carrier.outcome == "http_error":
             raise web.HTTPInternalServerError(
@@ -126,6 +133,18 @@ class CarrierAri(FakeAri):
             self._record(request)
             raise web.HTTPInternalServerError(text="chan_rtp not loaded")
         return await super()._external_media(request)
+
+    async def _endpoint(self, request: web.Request) -> web.Response:
+        self._record(request)
+        if self.endpoint_error:
+            raise web.HTTPInternalServerError(text="overloaded")
+        tech, resource = request.match_info["tech"], request.match_info["resource"]
+        state = self.endpoint_states.get(resource)
+        if tech != "PJSIP" or state is None:
+            raise web.HTTPNotFound(text=json.dumps({"message": "Endpoint not found"}))
+        return web.json_response(
+            {"technology": tech, "resource": resource, "state": state, "channel_ids": []}
+        )
 
     async def _ring(self, request: web.Request) -> web.Response:
         self._record(request)

@@ -227,6 +227,8 @@ async def test_answered_call_cross_routes_each_direction_through_its_own_session
     assert origination["originator"] == CALLER
     assert origination["callerId"] == "<+34910000000>"
     assert origination["timeout"] == "7"  # answer_timeout 2 s + 5 s backstop
+    # Asterisk ends the carrier leg itself after the longest call (if we died): 7 + 60 + 120.
+    assert fake.origination_bodies[0] == {"variables": {"TIMEOUT(absolute)": "187"}}
 
     await fake.caller_hangs_up(CALLER)
     await all_clear(running)
@@ -305,6 +307,28 @@ async def test_callee_hangup_hangs_up_the_caller(running: Running) -> None:
     assert caller_requests(fake)[-1] == "DELETE ?reason_code=16"
     record = await record_of(running)
     assert (record.sip_status, record.cause) == (200, "normal")
+
+
+async def test_the_row_is_written_open_at_admission_and_at_the_answer_then_finished(
+    running: Running,
+) -> None:
+    fake = running.fake
+    leg = await answered_call(running)
+    await fake.wait_for(lambda: len(running.sink.progress) == 2)
+    admitted, answered = running.sink.progress
+    assert (admitted.username, admitted.answered_at, admitted.ended_at) == ("alice", None, None)
+    assert admitted.cause == answered.cause == "in_progress"
+    assert answered.answered_at is not None and answered.dialled_number == "+34911234567"
+    await fake.callee_hangs_up(leg)
+    record = await record_of(running)
+    assert record.attempt_id == admitted.attempt_id == answered.attempt_id
+    assert record.ended_at is not None and record.cause == "normal"
+
+
+async def test_a_call_refused_before_admission_writes_no_open_row(running: Running) -> None:
+    await running.fake.caller_enters_stasis(CALLER, ["call"], {})
+    assert (await record_of(running)).cause == "unchecked"
+    assert running.sink.progress == []
 
 
 async def test_callee_gone_while_ari_was_disconnected_ends_the_call(running: Running) -> None:

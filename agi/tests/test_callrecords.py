@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,10 @@ import pymysql
 import pytest
 
 from speaqr_sip.callrecords import (
+    CLOSE_STALE_SQL,
     COLUMNS,
     INSERT_SQL,
+    UPSERT_SQL,
     CallAttempt,
     CallRecord,
     LogSink,
@@ -126,11 +129,16 @@ def test_log_sink_logs_the_whole_record(caplog: pytest.LogCaptureFixture) -> Non
 
 
 class FakeDb:
-    """Committed rows keyed by attempt_id (the UNIQUE key), with scripted failures."""
+    """Committed rows keyed by attempt_id (the UNIQUE key), with scripted failures.
+
+    It applies the three statements as MariaDB would: INSERT IGNORE keeps the first row, the
+    upsert replaces an open row but never a finished one, the close ends the open rows
+    started before its time."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[Any, ...]] = {}
+        self.rows: dict[str, dict[str, Any]] = {}
         self.inserts = 0
+        self.closes = 0
         self.connects = 0
         self.down = False
         self.fail_commits = 0
@@ -138,6 +146,22 @@ class FakeDb:
         self.bad_usernames: set[str] = set()
         self.delay = 0.0
         self.lock = threading.Lock()
+
+    def apply(self, query: str, args: tuple[Any, ...]) -> None:
+        if query == CLOSE_STALE_SQL:
+            self.closes += 1
+            ended_at, before = args
+            for row in self.rows.values():
+                if row["ended_at"] is None and row["started_at"] < before:
+                    row["sip_status"] = 503 if row["answered_at"] is None else 200
+                    row["cause"] = "app_restart"
+                    row["ended_at"] = ended_at
+            return
+        self.inserts += 1
+        row = dict(zip(COLUMNS, args, strict=True))
+        stored = self.rows.get(row["attempt_id"])
+        if stored is None or (query == UPSERT_SQL and stored["ended_at"] is None):
+            self.rows[row["attempt_id"]] = row
 
     def connect(self) -> "FakeConnection":
         self.connects += 1
@@ -157,20 +181,31 @@ class FakeCursor:
         return None
 
     def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> None:
-        assert query == INSERT_SQL
+        assert query in (INSERT_SQL, UPSERT_SQL)
         db = self.conn.db
         if db.down:
             raise pymysql.err.OperationalError(2013, "Lost connection")
         for row in args:
             if row[COLUMNS.index("username")] in db.bad_usernames:
                 raise pymysql.err.DataError(1406, "Data too long")
-            self.conn.pending.append(tuple(row))
+            self.conn.pending.append((query, tuple(row)))
+
+    def execute(self, query: str, args: Sequence[Any]) -> int:
+        assert query == CLOSE_STALE_SQL
+        db = self.conn.db
+        if db.down:
+            raise pymysql.err.OperationalError(2013, "Lost connection")
+        self.conn.pending.append((query, tuple(args)))
+        ended_at, before = args
+        return sum(
+            1 for r in db.rows.values() if r["ended_at"] is None and r["started_at"] < before
+        )
 
 
 class FakeConnection:
     def __init__(self, db: FakeDb) -> None:
         self.db = db
-        self.pending: list[tuple[Any, ...]] = []
+        self.pending: list[tuple[str, tuple[Any, ...]]] = []
         self.closed = False
 
     def cursor(self) -> FakeCursor:
@@ -185,9 +220,8 @@ class FakeConnection:
             self.pending.clear()
             raise pymysql.err.OperationalError(2006, "MySQL server has gone away")
         with db.lock:
-            for row in self.pending:
-                db.inserts += 1
-                db.rows.setdefault(row[0], row)  # INSERT IGNORE on the unique attempt_id
+            for query, args in self.pending:
+                db.apply(query, args)
         self.pending.clear()
         if db.lose_ack_once:
             db.lose_ack_once = False
@@ -267,9 +301,10 @@ async def test_database_down_then_back_keeps_rows_and_retries(
 @pytestmark_async
 async def test_lost_acknowledgement_does_not_duplicate() -> None:
     db = FakeDb()
-    db.lose_ack_once = True
     w = writer(db)
     await w.start()
+    await wait_until(lambda: db.closes == 1)
+    db.lose_ack_once = True
     w.submit(make_record(1))
     w.submit(make_record(2))
     await wait_until(lambda: w.written == 2)
@@ -374,3 +409,129 @@ def test_insert_now_writes_one_row_and_closes() -> None:
     db.down = True
     with pytest.raises(pymysql.err.OperationalError):
         insert_now(connect, make_record(2))
+
+
+# --- durable rows: open while the call lasts, closed by the next run after a crash -------
+
+
+def test_the_open_row_has_no_end_no_status_and_cause_in_progress() -> None:
+    call = attempt(username="alice", dialled_number="+34911234567")
+    row = call.progress()
+    assert row.is_open and row.sip_status is None and row.cause == "in_progress"
+    assert (row.attempt_id, row.username, row.dialled_number) == (
+        call.attempt_id,
+        "alice",
+        "+34911234567",
+    )
+    assert not call.finish(hangup_cause=16, caller_gone=True).is_open
+
+
+def test_progress_goes_to_the_observer_only_when_there_is_one() -> None:
+    seen: list[CallRecord] = []
+    call = attempt()
+    call.report_progress()
+    call.observer = seen.append
+    call.report_progress()
+    assert [r.cause for r in seen] == ["in_progress"]
+
+
+def test_the_upsert_never_changes_a_finished_row_and_sets_ended_at_last() -> None:
+    assignments = re.split(r", (?=\w+ = IF)", UPSERT_SQL.split("ON DUPLICATE KEY UPDATE ")[1])
+    assert assignments[-1] == "ended_at = IF(ended_at IS NULL, VALUES(ended_at), ended_at)"
+    columns = {a.split(" = ")[0] for a in assignments}
+    assert columns == set(COLUMNS) - {"attempt_id"}
+    assert all(" = IF(ended_at IS NULL, VALUES(" in a for a in assignments)
+
+
+def open_row(db: FakeDb, attempt_id: str, *, answered: bool) -> None:
+    started = datetime(2020, 1, 1, 12, 0, 0)
+    db.rows[attempt_id] = {
+        **dict.fromkeys(COLUMNS),
+        "attempt_id": attempt_id,
+        "started_at": started,
+        "answered_at": started + timedelta(seconds=3) if answered else None,
+        "cause": "in_progress",
+    }
+
+
+@pytestmark_async
+async def test_open_then_answered_then_final_leave_one_finished_row() -> None:
+    db = FakeDb()
+    w = writer(db)
+    await w.start()
+    call = attempt(started_at=datetime.now(UTC))
+    w.submit(call.progress())
+    await wait_until(lambda: call.attempt_id in db.rows)
+    assert db.rows[call.attempt_id]["ended_at"] is None
+    call.answered_at = datetime.now(UTC)
+    w.submit(call.progress())
+    w.submit(call.finish(hangup_cause=16, caller_gone=True))
+    await wait_until(lambda: db.rows[call.attempt_id]["ended_at"] is not None)
+    await w.close()
+    row = db.rows[call.attempt_id]
+    assert (row["sip_status"], row["cause"]) == (200, "normal") and len(db.rows) == 1
+
+
+@pytestmark_async
+async def test_a_late_open_row_does_not_reopen_a_finished_one() -> None:
+    db = FakeDb()
+    w = writer(db)
+    await w.start()
+    call = attempt(started_at=datetime.now(UTC))
+    w.submit(call.finish(hangup_cause=16, caller_gone=True))
+    w.submit(call.progress())
+    await wait_until(lambda: w.written == 2)
+    await w.close()
+    assert db.rows[call.attempt_id]["cause"] == "caller_cancelled"
+
+
+@pytestmark_async
+async def test_on_start_rows_an_earlier_run_left_open_are_closed_as_app_restart(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = FakeDb()
+    open_row(db, "a" * 32, answered=True)
+    open_row(db, "b" * 32, answered=False)
+    w = writer(db)
+    ours = attempt(started_at=datetime.now(UTC))
+    with caplog.at_level(logging.WARNING, logger="speaqr_sip.callrecords"):
+        w.submit(ours.progress())
+        await w.start()
+        await wait_until(lambda: w.written == 1)
+        await w.close()
+    assert (db.rows["a" * 32]["sip_status"], db.rows["a" * 32]["cause"]) == (200, "app_restart")
+    assert (db.rows["b" * 32]["sip_status"], db.rows["b" * 32]["cause"]) == (503, "app_restart")
+    assert db.rows["a" * 32]["ended_at"] is not None
+    assert db.rows[ours.attempt_id]["ended_at"] is None  # this run's call stays open
+    assert "closed 2 row(s) an earlier run left open" in caplog.text
+
+
+@pytestmark_async
+async def test_database_down_at_start_the_close_waits_and_rows_queue_behind_it() -> None:
+    db = FakeDb()
+    db.down = True
+    open_row(db, "c" * 32, answered=False)
+    w = writer(db)
+    await w.start()
+    call = attempt(started_at=datetime.now(UTC))
+    w.submit(call.progress())  # never blocks while the database is down
+    await wait_until(lambda: w.retries >= 2)
+    assert w.pending == 1
+    db.down = False
+    await wait_until(lambda: call.attempt_id in db.rows)
+    await w.close()
+    assert db.rows["c" * 32]["cause"] == "app_restart" and w.dropped == 0
+
+
+@pytestmark_async
+async def test_an_open_row_that_cannot_be_queued_is_logged_in_full(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    w = writer(FakeDb(), queue_size=1)
+    with caplog.at_level(logging.ERROR, logger="speaqr_sip.callrecords"):
+        w.submit(make_record(1))
+        w.submit(attempt(channel_id="1.7", username="bob").progress())
+    assert w.dropped == 1
+    assert 'channel_id="1.7"' in caplog.text and 'cause="in_progress"' in caplog.text
+    await w.start()
+    await w.close()

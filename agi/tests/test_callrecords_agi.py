@@ -11,7 +11,7 @@ import pytest
 from speaqr_sip.agi_check import refusal_recorder
 from speaqr_sip.agi_io import StreamAGI
 from speaqr_sip.agi_session import run_check
-from speaqr_sip.callrecords import COLUMNS, RefusalWriter
+from speaqr_sip.callrecords import RefusalWriter
 from speaqr_sip.config import parse_agi_config
 from speaqr_sip.policy import DestinationPolicy
 from speaqr_sip.testing.fake_asterisk import FakeAsterisk, channel
@@ -67,7 +67,7 @@ def check(
 
 def only_row(db: FakeDb) -> dict[str, Any]:
     assert len(db.rows) == 1
-    return dict(zip(COLUMNS, next(iter(db.rows.values())), strict=True))
+    return next(iter(db.rows.values()))
 
 
 def test_policy_refusal_is_recorded(pipes: tuple[socket.socket, socket.socket]) -> None:

@@ -7,6 +7,7 @@ the service itself is not used: a private server runs on a Unix socket in a temp
 import asyncio
 import getpass
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,8 @@ import pymysql
 import pytest
 
 from speaqr_sip.callrecords import (
+    CLOSE_STALE_SQL,
+    UPSERT_SQL,
     CallAttempt,
     CallRecord,
     RecordWriter,
@@ -36,6 +39,7 @@ MIGRATIONS = (
     Path(__file__).resolve().parents[2] / "roles" / "speaqr_mariadb" / "files" / "migrations"
 )
 SQL = MIGRATIONS / "0100_call_records.sql"
+CALL_RECORDS_MIGRATIONS = sorted(MIGRATIONS.glob("01[0-9][0-9]_*.sql"))
 MARIADBD = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin")
 INSTALL_DB = shutil.which("mariadb-install-db")
 
@@ -46,6 +50,12 @@ pytestmark = pytest.mark.skipif(
 APP_USER = "speaqr_ari"
 APP_PASSWORD = "app-secret"
 T0 = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+
+
+def statements(migration: Path) -> list[str]:
+    """The role's split: whole-line comments dropped, then one statement per ";"."""
+    text = re.sub(r"(?m)^\s*--.*$", "", migration.read_text())
+    return [part.strip() for part in text.split(";") if part.strip()]
 
 
 def admin(sock: Path, database: str | None = None) -> Any:
@@ -95,10 +105,14 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseConfig
         with conn.cursor() as cursor:
             cursor.execute("CREATE DATABASE speaqr CHARACTER SET utf8mb4")
             cursor.execute("USE speaqr")
-            cursor.execute(SQL.read_text())
             cursor.execute(SQL.read_text())  # IF NOT EXISTS: applying twice is harmless
+            for migration in CALL_RECORDS_MIGRATIONS:  # as the role does: each once, in order
+                for statement in statements(migration):
+                    cursor.execute(statement)
             cursor.execute(f"CREATE USER '{APP_USER}'@'localhost' IDENTIFIED BY '{APP_PASSWORD}'")
-            cursor.execute(f"GRANT INSERT ON speaqr.call_records TO '{APP_USER}'@'localhost'")
+            cursor.execute(
+                f"GRANT INSERT, SELECT, UPDATE ON speaqr.call_records TO '{APP_USER}'@'localhost'"
+            )
         conn.close()
         yield DatabaseConfig(
             unix_socket=str(sock), name="speaqr", user=APP_USER, password=APP_PASSWORD
@@ -202,13 +216,73 @@ def test_refusal_writer_with_the_app_user(mariadb: DatabaseConfig) -> None:
     )
 
 
-def test_the_app_user_can_only_insert(mariadb: DatabaseConfig) -> None:
+def test_the_app_user_cannot_delete_rows(mariadb: DatabaseConfig) -> None:
     conn = connection_factory(mariadb)()
     try:
         with pytest.raises(pymysql.err.OperationalError), conn.cursor() as cursor:  # type: ignore[attr-defined]
-            cursor.execute("SELECT COUNT(*) FROM call_records")
+            cursor.execute("DELETE FROM call_records")
     finally:
         conn.close()
+
+
+def test_open_row_then_final_row_with_the_app_user_and_no_reopening(
+    mariadb: DatabaseConfig,
+) -> None:
+    attempt = CallAttempt(service="loopback", channel_id="open.1", started_at=T0)
+    attempt.username = "alice"
+    opened = attempt.progress()
+    attempt.answered_at = T0 + timedelta(seconds=1)
+    finished = attempt.finish(hangup_cause=16, caller_gone=True, ended_at=T0 + timedelta(seconds=5))
+
+    async def scenario() -> dict[str, Any]:
+        writer = RecordWriter.for_database(mariadb, CallRecordsConfig(enabled=True))
+        await writer.start()
+        writer.submit(opened)
+        while writer.written < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        (while_open,) = rows(mariadb, "channel_id = %s", ("open.1",))
+        writer.submit(finished)
+        writer.submit(attempt.progress())  # a late open row changes nothing
+        await writer.close()
+        assert writer.dropped == 0
+        return while_open
+
+    while_open = asyncio.run(scenario())
+    assert (while_open["ended_at"], while_open["sip_status"]) == (None, None)
+    assert while_open["cause"] == "in_progress"
+    (row,) = rows(mariadb, "channel_id = %s", ("open.1",))
+    assert (row["sip_status"], row["cause"]) == (200, "normal")
+    assert row["ended_at"] == (T0 + timedelta(seconds=5)).replace(tzinfo=None)
+    assert row["answered_at"] == (T0 + timedelta(seconds=1)).replace(tzinfo=None)
+
+
+def test_a_new_writer_closes_rows_an_earlier_run_left_open(mariadb: DatabaseConfig) -> None:
+    before = datetime.now(UTC) - timedelta(hours=1)
+    answered = CallAttempt(service="call", channel_id="crash.1", started_at=before)
+    answered.answered_at = before + timedelta(seconds=2)
+    ringing = CallAttempt(service="call", channel_id="crash.2", started_at=before)
+    connect = connection_factory(mariadb)
+    for open_row in (answered.progress(), ringing.progress()):
+        insert_now(connect, open_row)
+
+    async def restart() -> RecordWriter:
+        writer = RecordWriter.for_database(mariadb, CallRecordsConfig(enabled=True))
+        await writer.start()
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(restart())
+    assert writer.stale_closed >= 2
+    by_channel = {r["channel_id"]: r for r in rows(mariadb, "channel_id LIKE %s", ("crash.%",))}
+    assert (by_channel["crash.1"]["sip_status"], by_channel["crash.1"]["cause"]) == (
+        200,
+        "app_restart",
+    )
+    assert (by_channel["crash.2"]["sip_status"], by_channel["crash.2"]["cause"]) == (
+        503,
+        "app_restart",
+    )
+    assert all(r["ended_at"] is not None for r in by_channel.values())
 
 
 def test_schema_indexes(mariadb: DatabaseConfig) -> None:
@@ -229,4 +303,24 @@ def test_schema_indexes(mariadb: DatabaseConfig) -> None:
         conn.close()
     assert indexes["call_records_user_started"] == ["username", "started_at"]
     assert indexes["call_records_attempt"] == ["attempt_id"]
+    assert indexes["call_records_open"] == ["ended_at"]
     assert engine == "InnoDB" and collation.startswith("utf8mb4")
+
+
+def test_select_is_needed_for_the_columns_the_writes_read(mariadb: DatabaseConfig) -> None:
+    conn = admin(Path(mariadb.unix_socket))
+    with conn.cursor() as cursor:
+        cursor.execute("CREATE USER 'no_select'@'localhost' IDENTIFIED BY 'x'")
+        cursor.execute("GRANT INSERT, UPDATE ON speaqr.call_records TO 'no_select'@'localhost'")
+    conn.close()
+    limited = replace(mariadb, user="no_select", password="x")
+    row = CallAttempt(service="call", channel_id="nosel.1", started_at=T0).progress()
+    connect = connection_factory(limited)
+    insert_now(connect, row)  # the AGI check's INSERT IGNORE needs no SELECT
+    for sql, args in ((UPSERT_SQL, row.as_row()), (CLOSE_STALE_SQL, (T0, T0))):
+        db = connect()
+        try:
+            with pytest.raises(pymysql.err.OperationalError), db.cursor() as cursor:  # type: ignore[attr-defined]
+                cursor.execute(sql, args)
+        finally:
+            db.close()

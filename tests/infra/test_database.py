@@ -46,3 +46,14 @@ def test_app_account_is_least_privilege(mysql, inventory):
         assert "ALL PRIVILEGES" not in grants
         assert "GRANT USAGE ON *.*" in grants
         assert "ON `speaqr`.* " not in grants.replace(inventory["speaqr_mariadb_database"], "speaqr")
+
+
+def test_call_records_rows_may_be_open_while_the_call_lasts(mysql, inventory):
+    rows = mysql(
+        "SELECT column_name, is_nullable FROM information_schema.columns "
+        f"WHERE table_schema = '{inventory['speaqr_mariadb_database']}' AND table_name = 'call_records' "
+        "AND column_name IN ('ended_at', 'sip_status', 'cause') ORDER BY column_name"
+    )
+    assert [tuple(r) for r in rows] == [("cause", "NO"), ("ended_at", "YES"), ("sip_status", "YES")]
+    versions = [row[0] for row in mysql("SELECT version FROM schema_migrations ORDER BY version")]
+    assert "0101_call_records_open_rows" in versions

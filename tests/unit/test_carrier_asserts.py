@@ -49,6 +49,7 @@ CASES = {
     "duplicate-names": [GOOD, {**GOOD, "local_port": 5081}],
     "bad-name": [{**GOOD, "name": "carrier one"}],
     "shared-port-two-addresses": [GOOD, {**GOOD, "name": "carrier2", "local_address": "198.51.100.1"}],
+    "valid-qualify-off": [{**GOOD, "qualify_frequency": 0}],
 }
 
 
@@ -80,6 +81,11 @@ def outcomes(tmp_path_factory) -> dict:
 @pytest.mark.parametrize("case", ["valid-udp", "valid-tls-registration"])
 def test_valid_carriers_pass_every_check(outcomes, case):
     assert outcomes[case]["task"] == "Render pjsip_carriers.conf", outcomes[case]
+
+
+@pytest.mark.parametrize(("case", "qualify"), [("valid-udp", [30]), ("valid-qualify-off", [0])])
+def test_carriers_are_qualified_every_30_s_unless_they_say_otherwise(outcomes, case, qualify):
+    assert outcomes[case]["qualify"] == qualify, outcomes[case]
 
 
 @pytest.mark.parametrize(

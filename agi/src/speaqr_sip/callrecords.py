@@ -4,16 +4,23 @@ Schema: ``roles/speaqr_mariadb/files/migrations/0100_call_records.sql``.
 
 * :class:`CallAttempt` -- mutable, one per call; the ARI application creates it when the
   caller enters Stasis and the flows fill it in (who, what number, answer time, cause).
-* :class:`CallRecord` -- the finished, immutable row.
+* :class:`CallRecord` -- an immutable row: open (``ended_at`` NULL, cause ``in_progress``)
+  while the call lasts, finished once it ended.
 * Sinks: :class:`RecordWriter` (MariaDB; one writer task, a bounded asyncio queue, PyMySQL
   in a single worker thread, retries with backoff, final flush on shutdown),
   :class:`MemorySink` (tests) and :class:`LogSink` (records disabled: one log line each).
 * :class:`RefusalWriter` -- the AGI check's refusals (calls that never reach the ARI
   application), one synchronous INSERT each.
 
+Durability (the ARI application): the row is written open when the call is admitted (the
+AGI check's variables read), written again when it is answered, and finished when it ends
+-- each time the whole row, as an upsert on the unique ``attempt_id`` that never changes a
+finished row. So a crash leaves an open row instead of nothing, and on start-up the writer
+first closes the rows an earlier run left open (cause ``app_restart``, ended at the restart).
+
 A row that cannot be written (queue full, database down past the shutdown flush, data the
 table rejects) is logged in full at ERROR level, so it can still be recovered from the
-journal. Every INSERT is idempotent (``attempt_id`` is unique), so a retry after a lost
+journal. Every write is idempotent (``attempt_id`` is unique), so a retry after a lost
 acknowledgement never duplicates a row.
 
 Cause vocabulary (``cause`` column): ``normal`` (answered, then hung up), ``caller_cancelled``
@@ -22,13 +29,17 @@ Cause vocabulary (``cause`` column): ``normal`` (answered, then hung up), ``call
 dial failure), ``policy`` (403: destination not allowed or a concurrency limit),
 ``processor_failed`` (Speaqr failed and ``[processor] fallback = "hangup"``),
 ``max_duration``, ``unchecked`` (reached Stasis without a passed AGI check), ``error``
-(internal or ARI failure, 503), ``shutdown``; AGI refusals use the refusal reason
-(``missing_header``, ``origin_mismatch``, ``unknown_user``, ...).
+(internal or ARI failure, 503), ``shutdown``, ``in_progress`` (open row: the call is not over),
+``app_restart`` (the application died during the call; the next run closed the row: 200 if it
+was answered, else 503); AGI refusals use the refusal reason (``missing_header``,
+``origin_mismatch``, ``unknown_user``, ...).
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
+import itertools
 import logging
 import re
 import uuid
@@ -96,12 +107,29 @@ COLUMNS = (
     "cause",
     "processor",
 )
-# IGNORE: a retried row whose first INSERT did commit (lost acknowledgement) hits the unique
-# attempt_id and is skipped -- with the INSERT privilege only (ON DUPLICATE KEY UPDATE would
-# need UPDATE). Values are cut to the column sizes before, so IGNORE hides nothing else.
+# The AGI check's refusals (written once, complete). IGNORE: a retried row whose first INSERT
+# did commit (lost acknowledgement) hits the unique attempt_id and is skipped. Values are cut to
+# the column sizes before, so IGNORE hides nothing else.
 INSERT_SQL = (
     f"INSERT IGNORE INTO call_records ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+)
+# The ARI application's rows: the whole row each time; a finished row (ended_at set) is never
+# changed again. ended_at comes last: MariaDB assigns left to right, so every IF before it still
+# sees the stored ended_at.
+_UPSERTED = [c for c in COLUMNS if c not in ("attempt_id", "ended_at")] + ["ended_at"]
+UPSERT_SQL = (
+    f"INSERT INTO call_records ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(COLUMNS))}) ON DUPLICATE KEY UPDATE "
+    + ", ".join(f"{c} = IF(ended_at IS NULL, VALUES({c}), {c})" for c in _UPSERTED)
+)
+CAUSE_IN_PROGRESS = "in_progress"
+CAUSE_APP_RESTART = "app_restart"
+# Rows an earlier run left open: started before this run, never ended.
+CLOSE_STALE_SQL = (
+    "UPDATE call_records SET sip_status = IF(answered_at IS NULL, 503, 200), "
+    f"cause = '{CAUSE_APP_RESTART}', ended_at = %s "
+    "WHERE ended_at IS NULL AND started_at < %s"
 )
 
 # The cause text when the call ended because we hung the caller up with this Q.850 cause.
@@ -131,10 +159,14 @@ class CallRecord:
     dialled_number: str
     started_at: datetime
     answered_at: datetime | None
-    ended_at: datetime
-    sip_status: int
+    ended_at: datetime | None
+    sip_status: int | None
     cause: str
     processor: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
 
     def as_row(self) -> tuple[Any, ...]:
         """Parameters for :data:`INSERT_SQL`: strings cut to size, times naive UTC."""
@@ -177,6 +209,21 @@ class CallAttempt:
     # Set by a flow when it knows why the call ends (with the SIP status before answer).
     cause: str = ""
     sip_status: int | None = None
+    # Told of the open row at each step (admitted, answered); the ARI app's record sink.
+    observer: Callable[[CallRecord], None] | None = field(default=None, repr=False)
+
+    def report_progress(self) -> None:
+        if self.observer is not None:
+            self.observer(self.progress())
+
+    def progress(self) -> CallRecord:
+        """The open row: what is known so far, no end, cause ``in_progress``."""
+        return dataclasses.replace(
+            self.finish(hangup_cause=0, caller_gone=False),
+            ended_at=None,
+            sip_status=None,
+            cause=CAUSE_IN_PROGRESS,
+        )
 
     def set_outcome(self, cause: str, sip_status: int | None = None) -> None:
         """Record why the call ends; the first outcome set wins."""
@@ -249,9 +296,10 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.records: list[CallRecord] = []
+        self.progress: list[CallRecord] = []
 
     def submit(self, record: CallRecord) -> None:
-        self.records.append(record)
+        (self.progress if record.is_open else self.records).append(record)
 
     async def start(self) -> None:
         return None
@@ -264,7 +312,8 @@ class LogSink:
     """Records disabled: each record becomes one INFO line instead of a row."""
 
     def submit(self, record: CallRecord) -> None:
-        logger.info("call record (not stored): %s", record.as_log())
+        level = logging.DEBUG if record.is_open else logging.INFO
+        logger.log(level, "call record (not stored): %s", record.as_log())
 
     async def start(self) -> None:
         return None
@@ -274,6 +323,8 @@ class LogSink:
 
 
 class Cursor(Protocol):
+    def execute(self, query: str, args: Sequence[Any]) -> int: ...
+
     def executemany(self, query: str, args: Sequence[Sequence[Any]]) -> Any: ...
 
     def __enter__(self) -> "Cursor": ...
@@ -427,8 +478,32 @@ def insert_now(connect: Callable[[], Connection], record: CallRecord) -> None:
         conn.close()
 
 
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStale:
+    """Close the rows an earlier run left open: those started before ``before`` (this run's
+    start), ended at ``before``."""
+
+    before: datetime
+
+    def args(self) -> tuple[datetime, datetime]:
+        return _naive(self.before), _naive(self.before)
+
+    def as_log(self) -> str:
+        return f"close rows left open, started before {self.before.isoformat()}"
+
+
+Write = CallRecord | CloseStale
+
+
 class RecordWriter:
     """A single writer task that drains a bounded queue into MariaDB.
+
+    It first closes the rows an earlier run left open (:class:`CloseStale`, retried like any
+    write); rows submitted meanwhile wait in the queue.
 
     PyMySQL is blocking, so every database call runs in one dedicated worker thread (the
     connection is never shared between threads). Transient errors (connection lost,
@@ -449,16 +524,19 @@ class RecordWriter:
         self._config = config
         self._call_timeout = call_timeout
         self._queue: asyncio.Queue[CallRecord] = asyncio.Queue(config.queue_size)
+        self._since = utcnow()
+        self._stale_done = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-records")
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._inflight: list[CallRecord] = []
+        self._inflight: list[Write] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._failing = False
         self.written = 0
         self.dropped = 0
         self.retries = 0
+        self.stale_closed = 0
 
     @classmethod
     def for_database(cls, database: DatabaseConfig, config: CallRecordsConfig) -> "RecordWriter":
@@ -476,13 +554,18 @@ class RecordWriter:
         except asyncio.QueueFull:
             self._lost(record, f"queue full ({self._config.queue_size})")
 
-    def _lost(self, record: CallRecord, why: str) -> None:
+    def _lost(self, record: Write, why: str) -> None:
+        if isinstance(record, CloseStale):
+            logger.warning(
+                "call records: rows left open stay open (%s); the next start closes them", why
+            )
+            return
         self.dropped += 1
         logger.error("call record not written (%s): %s", why, record.as_log())
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize() + len(self._inflight)
+        return self._queue.qsize() + sum(isinstance(w, CallRecord) for w in self._inflight)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -497,7 +580,7 @@ class RecordWriter:
         task = self._task
         if task is not None:
             try:
-                await asyncio.wait_for(self._queue.join(), timeout=self._config.flush_timeout)
+                await asyncio.wait_for(self._flushed(), timeout=self._config.flush_timeout)
             except TimeoutError:
                 logger.warning(
                     "call records: %d row(s) still pending after %.1f s",
@@ -525,13 +608,28 @@ class RecordWriter:
             self.retries,
         )
 
+    async def _flushed(self) -> None:
+        await self._stale_done.wait()
+        await self._queue.join()
+
     # --- writer task ------------------------------------------------------------------
 
     async def _run(self) -> None:
         backoff = Backoff(self._config.retry_initial, self._config.retry_max)
+        stale: list[Write] = [CloseStale(self._since)]
+        self._inflight = stale
+        await self._write_until_done(stale, backoff)
+        self._inflight = []
+        self._stale_done.set()
+        if self.stale_closed:
+            logger.warning(
+                "call records: closed %d row(s) an earlier run left open (cause %s)",
+                self.stale_closed,
+                CAUSE_APP_RESTART,
+            )
         while True:
             first = await self._queue.get()
-            batch = [first]
+            batch: list[Write] = [first]
             while len(batch) < self._config.batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             self._inflight = batch
@@ -543,7 +641,7 @@ class RecordWriter:
                     self._queue.task_done()
             self._inflight = []
 
-    async def _write_until_done(self, batch: list[CallRecord], backoff: Backoff) -> None:
+    async def _write_until_done(self, batch: list[Write], backoff: Backoff) -> None:
         loop = asyncio.get_running_loop()
         driver = _driver()
         while True:
@@ -580,12 +678,12 @@ class RecordWriter:
             backoff.reset()
             for record, exc_name in rejected:
                 self._lost(record, f"rejected by the database: {exc_name}")
-            self.written += len(batch) - len(rejected)
+            self.written += sum(isinstance(w, CallRecord) for w in batch) - len(rejected)
             return
 
     # --- worker thread ----------------------------------------------------------------
 
-    def _insert(self, batch: list[CallRecord]) -> list[tuple[CallRecord, str]]:
+    def _insert(self, batch: list[Write]) -> list[tuple[Write, str]]:
         """Insert ``batch`` in one transaction; rows the table rejects are returned."""
         driver = _driver()
         row_errors = (driver.err.DataError, driver.err.IntegrityError)
@@ -599,7 +697,7 @@ class RecordWriter:
             self._drop()
             raise
         # One row is bad: find it by inserting them one at a time.
-        rejected: list[tuple[CallRecord, str]] = []
+        rejected: list[tuple[Write, str]] = []
         for record in batch:
             try:
                 self._execute(conn, [record])
@@ -616,11 +714,23 @@ class RecordWriter:
             self._conn = self._connect()
         return self._conn
 
-    @staticmethod
-    def _execute(conn: Connection, batch: list[CallRecord]) -> None:
+    def _execute(self, conn: Connection, batch: list[Write]) -> None:
+        closed = 0
         with conn.cursor() as cursor:
-            cursor.executemany(INSERT_SQL, [record.as_row() for record in batch])
+            for is_close, group in itertools.groupby(
+                batch, key=lambda w: isinstance(w, CloseStale)
+            ):
+                writes = list(group)
+                if is_close:
+                    for close in writes:
+                        if isinstance(close, CloseStale):
+                            closed += int(cursor.execute(CLOSE_STALE_SQL, close.args()) or 0)
+                else:
+                    rows = [w.as_row() for w in writes if isinstance(w, CallRecord)]
+                    cursor.executemany(UPSERT_SQL, rows)
         conn.commit()
+        if closed:
+            self.stale_closed = closed
 
     @staticmethod
     def _rollback(conn: Connection) -> None:

@@ -195,6 +195,9 @@ class CallConfig:
     answer_timeout: float = 30.0
     # Send 180 to the caller when the callee rings (on_ringing) or as soon as we dial.
     ringback: Literal["on_ringing", "immediate"] = "on_ringing"
+    # Asterisk qualifies the trunk (qualify_frequency > 0): ask its endpoint's state before
+    # dialling and refuse with 503 at once when it is offline. false: assumed reachable.
+    trunk_qualified: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from speaqr_sip.ari.call import CallContext, CallEnded
 from speaqr_sip.ari.client import AriClient, AriError
 from speaqr_sip.ari.events import EventStream
 from speaqr_sip.ari.flows import FLOWS, Flow
+from speaqr_sip.ari.leftovers import LeftoverSweep, sweep_limit
 from speaqr_sip.ari.metrics import AppMetrics
 from speaqr_sip.ari.services import CallServices, record_sink
 from speaqr_sip.callrecords import RecordSink
@@ -47,6 +48,7 @@ class AriApplication:
         self.records = records if records is not None else record_sink(config)
         self.routes: dict[str, CallContext] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self._sweep_task: asyncio.Task[None] | None = None
         self.events = EventStream(session, config.ari, self.on_event, self.on_connected)
 
     @property
@@ -75,6 +77,7 @@ class AriApplication:
                 await self.records.close()
 
     async def shutdown(self) -> None:
+        await self._stop_sweep()
         calls = self.calls
         if calls:
             logger.info("shutting down: hanging up %d active call(s)", len(calls))
@@ -103,8 +106,11 @@ class AriApplication:
     # --- events -------------------------------------------------------------------------
 
     async def on_connected(self, reconnected: bool) -> None:
-        if not reconnected:
-            return
+        if reconnected:
+            await self._reconcile_calls()
+        await self._start_sweep()
+
+    async def _reconcile_calls(self) -> None:
         self.metrics.ari_reconnects += 1
         for ctx in self.calls:
             try:
@@ -130,6 +136,52 @@ class AriApplication:
                 ctx.handle_event(
                     {"type": "ChannelDestroyed", "channel": {"id": channel_id}, "cause": 0}
                 )
+
+    # --- what an earlier run left behind ------------------------------------------------
+
+    def owned_bridges(self) -> set[str]:
+        return {bridge for ctx in self.calls for bridge in ctx.bridges}
+
+    async def _start_sweep(self) -> None:
+        """Sweep in the background: events must flow meanwhile (see :mod:`.leftovers`)."""
+        await self._stop_sweep()
+        sweep = LeftoverSweep(
+            self.client, self.config.ari.app, lambda: self.routes, self.owned_bridges
+        )
+        self._sweep_task = asyncio.create_task(self._run_sweep(sweep), name="leftovers")
+
+    async def _stop_sweep(self) -> None:
+        task, self._sweep_task = self._sweep_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run_sweep(self, sweep: LeftoverSweep) -> None:
+        limit = sweep_limit(self.config.ari.request_timeout)
+        try:
+            async with asyncio.timeout(limit):
+                result = await sweep.run()
+        except TimeoutError:
+            logger.warning(
+                "ending what an earlier run left behind took over %.0f s; gave up", limit
+            )
+            return
+        except AriError as exc:
+            logger.warning("could not list channels and bridges left behind: %s", exc)
+            return
+        if result.channels or result.bridges or result.failed:
+            logger.warning(
+                "left behind by an earlier run: hung up %d channel(s) %s, destroyed %d bridge(s)"
+                " %s, %d failed %s",
+                len(result.channels),
+                ",".join(result.channels) or "-",
+                len(result.bridges),
+                ",".join(result.bridges) or "-",
+                len(result.failed),
+                ",".join(result.failed) or "-",
+            )
+        self.metrics.leftovers_ended += len(result.channels) + len(result.bridges)
 
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -157,6 +209,8 @@ class AriApplication:
             metrics=self.metrics,
             services=self.services,
         )
+        if service in RECORDED_SERVICES:
+            ctx.record.observer = self.records.submit
         self.metrics.calls_started += 1
         task = asyncio.create_task(self._run_call(ctx), name=f"call-{ctx.channel_id}")
         self.tasks.add(task)

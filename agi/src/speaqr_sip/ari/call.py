@@ -76,6 +76,8 @@ class CallContext:
         self.hangup_cause = CAUSE_NORMAL_CLEARING
         self._routes = routes
         self._owned: list[str] = []
+        # Bridges this call created (or is creating): spared by the leftovers sweep.
+        self.bridges: set[str] = set()
         self._teardown: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         self.claim(self.channel_id)
 
@@ -87,6 +89,8 @@ class CallContext:
     def answered(self, value: bool) -> None:
         if value and not self._answered:
             self.record.answered_at = utcnow()
+            self._answered = value
+            self.record.report_progress()
         self._answered = value
 
     # --- channels and events ------------------------------------------------------------

@@ -74,6 +74,9 @@ class AriClient:
             return None
         return channel
 
+    async def list_channels(self) -> list[dict[str, Any]]:
+        return _items(await self.request("GET", "/channels"))
+
     async def get_variable(self, channel_id: str, name: str) -> str:
         """The variable's value; ``""`` when it is not set."""
         try:
@@ -122,6 +125,9 @@ class AriClient:
 
     # --- bridges ------------------------------------------------------------------------
 
+    async def list_bridges(self) -> list[dict[str, Any]]:
+        return _items(await self.request("GET", "/bridges"))
+
     async def create_bridge(self, bridge_id: str, name: str) -> None:
         await self.request(
             "POST", "/bridges", params={"type": "mixing", "bridgeId": bridge_id, "name": name}
@@ -138,3 +144,17 @@ class AriClient:
         except AriNotFound:
             return False
         return True
+
+    # --- endpoints ----------------------------------------------------------------------
+
+    async def get_endpoint(self, technology: str, resource: str) -> dict[str, Any] | None:
+        """The endpoint's snapshot (``state``: online, offline or unknown); ``None`` if absent."""
+        try:
+            endpoint = await self.request("GET", f"/endpoints/{technology}/{resource}")
+        except AriNotFound:
+            return None
+        return endpoint if isinstance(endpoint, dict) else None
+
+
+def _items(body: Any) -> list[dict[str, Any]]:
+    return [item for item in body if isinstance(item, dict)] if isinstance(body, list) else []

@@ -13,6 +13,7 @@ class AppMetrics:
     rtp_malformed: int = 0
     rtp_foreign: int = 0
     ari_reconnects: int = 0
+    leftovers_ended: int = 0
 
     def as_text(self) -> str:
         return " ".join(f"{key}={value}" for key, value in asdict(self).items())

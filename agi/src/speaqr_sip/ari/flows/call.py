@@ -46,6 +46,7 @@ from speaqr_sip.ari.flows.call_routing import (
     caller_id,
     outcome_for_callee_cause,
     trunk_endpoint,
+    trunk_resource,
 )
 from speaqr_sip.ari.flows.media import (
     CrossedProcessor,
@@ -56,6 +57,7 @@ from speaqr_sip.ari.flows.media import (
 )
 from speaqr_sip.ari.flows.session import midcall_fallback, open_processor, read_session
 from speaqr_sip.causes import CAUSE_CONGESTION
+from speaqr_sip.config import CallConfig
 from speaqr_sip.logsetup import safe
 from speaqr_sip.processors import Processor, ProcessorError, SessionParams
 from speaqr_sip.validation import E164_RE, dialled_number
@@ -64,6 +66,10 @@ from speaqr_sip.validation import E164_RE, dialled_number
 LEG_ARG = "call-leg"
 # Asterisk's own originate timeout is a backstop behind our answer timer.
 ORIGINATE_TIMEOUT_MARGIN = 5
+# Asterisk hangs the callee leg up by itself this long after the longest call we allow: the
+# carrier leg of an application that died never outlives it for long (the caller's side is
+# the dialplan's TIMEOUT(absolute)).
+LEG_ABSOLUTE_TIMEOUT_MARGIN = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,8 @@ class CallFlow(Flow):
             return
         number = self._dialled_number(ctx, params)
         if number is None or not self._admit(ctx, number):
+            return
+        if not await self._trunk_reachable(ctx):
             return
         directions = await self._open_directions(ctx, params)
         if directions is None:
@@ -170,6 +178,29 @@ class CallFlow(Flow):
         self._refuse(ctx, POLICY, f"refused by policy ({violation.reason}: {violation.detail})")
         return False
 
+    async def _trunk_reachable(self, ctx: CallContext) -> bool:
+        """``False`` (and 503) when Asterisk's qualify says the trunk is offline.
+
+        Asked for every call, so a carrier that recovers is dialled again at once. A failed
+        check does not refuse the call: the originate decides then.
+        """
+        call = ctx.config.call
+        target = trunk_resource(call.trunk_endpoint_template)
+        if not call.trunk_qualified or target is None:
+            return True
+        technology, resource = target
+        try:
+            endpoint = await ctx.guard(ctx.client.get_endpoint(technology, resource))
+        except AriError as exc:
+            ctx.log.warning("could not ask the state of %s/%s: %s", technology, resource, exc)
+            return True
+        state = (endpoint or {}).get("state")
+        if state != "offline":
+            return True
+        ctx.metrics.calls_refused += 1
+        self._refuse(ctx, UNAVAILABLE, f"carrier {technology}/{resource} unreachable (qualify)")
+        return False
+
     @staticmethod
     def _releaser(ctx: CallContext) -> Callable[[], Awaitable[None]]:
         async def release() -> None:
@@ -232,7 +263,9 @@ class CallFlow(Flow):
         try:
             # Not cut short by a caller hangup: once sent, Asterisk creates the leg anyway,
             # and the teardown's DELETE must come after that (request_timeout bounds it).
-            await client.request("POST", "/channels", params=params)
+            await client.request(
+                "POST", "/channels", params=params, json={"variables": leg_variables(call, ctx)}
+            )
         except AriError as exc:
             self._refuse(ctx, UNAVAILABLE, f"originate to {endpoint} failed ({exc})")
             return False
@@ -398,3 +431,14 @@ class CallLegFlow(Flow):
 
     async def run(self, ctx: CallContext) -> None:
         ctx.log.warning("callee leg without a live call: hanging it up")
+
+
+def leg_variables(call: CallConfig, ctx: CallContext) -> dict[str, str]:
+    """Channel variables of the callee leg at creation: its absolute timeout."""
+    longest = (
+        math.ceil(call.answer_timeout)
+        + ORIGINATE_TIMEOUT_MARGIN
+        + ctx.config.policy.max_call_duration
+        + LEG_ABSOLUTE_TIMEOUT_MARGIN
+    )
+    return {"TIMEOUT(absolute)": str(longest)}

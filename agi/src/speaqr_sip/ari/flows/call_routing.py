@@ -82,6 +82,18 @@ def trunk_endpoint(number: str, call: CallConfig) -> str:
     return call.trunk_endpoint_template.format(number=format_number(number, call))
 
 
+def trunk_resource(template: str) -> tuple[str, str] | None:
+    """The endpoint a ``TECH/{number}@endpoint`` template dials, as (technology, resource);
+    ``None`` when the template names no endpoint after ``@``."""
+    technology = template.split("/", 1)[0]
+    if "@" not in template:
+        return None
+    resource = template.rsplit("@", 1)[1]
+    if not resource or any(c in resource for c in "{}/@;"):
+        return None
+    return technology, resource
+
+
 def caller_id(call: CallConfig, username: str) -> str:
     """The ``callerId`` for ARI originate: ``"name" <number>`` or ``<number>``.
 

@@ -36,6 +36,7 @@ async def open_bridge(ctx: CallContext, name: str, *members: str) -> str:
     """A mixing bridge with ``members`` in it, destroyed at teardown; returns its id."""
     client = ctx.client
     bridge_id = f"speaqr-{uuid.uuid4().hex}"
+    ctx.bridges.add(bridge_id)
     ctx.on_teardown(f"bridge {name}", lambda: client.destroy_bridge(bridge_id))
     await client.create_bridge(bridge_id, name=name)
     still_up(ctx)

@@ -66,6 +66,7 @@ async def read_session(ctx: CallContext) -> SessionParams | None:
         ctx.metrics.calls_refused += 1
         ctx.hangup_cause = CAUSE_CALL_REJECTED
         return None
+    record.report_progress()
     ctx.log.info(
         "session call_id=%s origin=%s destination=%s languages=%s>%s",
         safe(found["SPEAQR_CALL_ID"]),
