@@ -22,6 +22,7 @@ INVENTORY_VARS = (
     "speaqr_mariadb_bind_address",
     "speaqr_mariadb_port",
     "speaqr_mariadb_app_user",
+    "speaqr_mariadb_agi_user",
     "speaqr_tls_mode",
     "speaqr_tls_certificate_path",
     "speaqr_tls_private_key_path",
