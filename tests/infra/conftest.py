@@ -30,6 +30,8 @@ INVENTORY_VARS = (
     "speaqr_tls_lab_ca_dir",
     "speaqr_asterisk_tls_bind_address",
     "speaqr_asterisk_tls_port",
+    "speaqr_asterisk_tls_method",
+    "speaqr_asterisk_tls_ciphers",
     "speaqr_asterisk_http_bind_address",
     "speaqr_asterisk_http_port",
     "speaqr_asterisk_rtp_port_start",
