@@ -11,3 +11,6 @@ def pytest_configure(config: "pytest.Config") -> None:
     config.addinivalue_line(
         "markers", "app_config(sections, flows=None): ARI application configuration for a test"
     )
+    config.addinivalue_line(
+        "markers", "loopback_limits(limits): [policy.loopback] of the loopback-limits fixture"
+    )

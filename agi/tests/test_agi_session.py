@@ -208,3 +208,84 @@ def test_escape_value_round_trips_through_asterisk_argument_parsing() -> None:
         "X",
         nasty,
     ]
+
+
+def test_two_origins_own_name_first_are_refused_400_with_the_call_id_logged(
+    pipes: tuple[socket.socket, socket.socket], caplog: pytest.LogCaptureFixture
+) -> None:
+    env, variables = channel(headers={"X-Origin": ["alice", "bob"], "X-Destination": "test"})
+    fake = FakeAsterisk(env, variables)
+    directory = Directory({"alice": ALICE})
+    with caplog.at_level(logging.INFO, logger="speaqr_sip.agi"):
+        decision = converse(pipes, fake, directory)
+    assert isinstance(decision, Refused)
+    assert fake.set_vars["SPEAQR_REFUSAL"] == "duplicate_header"
+    assert fake.set_vars["SPEAQR_SIP_STATUS"] == "400"
+    assert directory.queries == []
+    message = caplog.records[-1].getMessage()
+    assert 'call_id="abc123@client"' in message
+    assert "reason=duplicate_header" in message
+    assert "bob" not in message
+
+
+@pytest.mark.parametrize("header", ["X-Destination", "X-Dial"])
+def test_a_repeated_number_header_refuses_the_call_service(
+    pipes: tuple[socket.socket, socket.socket], header: str
+) -> None:
+    hdrs: dict[str, str | list[str]] = {"X-Origin": "alice", "X-Destination": "+34911234567"}
+    hdrs[header] = ["+34911234567", "+34806123456"]
+    env, variables = channel(service="call", headers=hdrs)
+    decision = converse(pipes, FakeAsterisk(env, variables), Directory({"alice": ALICE}))
+    assert isinstance(decision, Refused)
+    assert fake_refusal(decision) == "duplicate_header"
+
+
+def test_a_second_origin_too_long_to_read_is_still_a_duplicate(
+    pipes: tuple[socket.socket, socket.socket],
+) -> None:
+    env, variables = channel(headers={"X-Origin": ["alice", "B" * 2048], "X-Destination": "t"})
+    fake = FakeAsterisk(env, variables)
+    decision = converse(pipes, fake, Directory({"alice": ALICE}))
+    assert isinstance(decision, Refused)
+    assert fake.set_vars["SPEAQR_REFUSAL"] == "duplicate_header"
+
+
+def test_an_empty_second_origin_names_nobody_and_is_admitted(
+    pipes: tuple[socket.socket, socket.socket],
+) -> None:
+    env, variables = channel(headers={"X-Origin": ["alice", ""], "X-Destination": "test"})
+    decision = converse(pipes, FakeAsterisk(env, variables), Directory({"alice": ALICE}))
+    assert isinstance(decision, Accepted)
+
+
+def test_the_check_reads_the_second_instances_in_one_command(
+    pipes: tuple[socket.socket, socket.socket],
+) -> None:
+    env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "test"})
+    fake = FakeAsterisk(env, variables)
+    converse(pipes, fake, Directory({"alice": ALICE}))
+    second = [c for c in fake.commands if ",2)" in c]
+    assert second == [
+        'GET FULL VARIABLE "${LEN(${PJSIP_HEADER(read,X-Origin,2)})},'
+        "${LEN(${PJSIP_HEADER(read,X-Destination,2)})},"
+        '${LEN(${PJSIP_HEADER(read,X-Dial,2)})}"'
+    ]
+
+
+def test_an_unreadable_duplicate_check_fails_closed_with_503(
+    pipes: tuple[socket.socket, socket.socket],
+) -> None:
+    env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "test"})
+    for key in [k for k in variables if k.startswith("${LEN(${PJSIP_HEADER(read,X-Origin,2)")]:
+        del variables[key]
+    fake = FakeAsterisk(env, variables)
+    directory = Directory({"alice": ALICE})
+    decision = converse(pipes, fake, directory)
+    assert isinstance(decision, Refused)
+    assert fake.set_vars["SPEAQR_REFUSAL"] == "internal_error"
+    assert fake.set_vars["SPEAQR_SIP_STATUS"] == "503"
+    assert directory.queries == []
+
+
+def fake_refusal(decision: Refused) -> str:
+    return decision.reason.value

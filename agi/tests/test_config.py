@@ -6,6 +6,7 @@ import pytest
 
 from speaqr_sip.config import (
     ConfigError,
+    ServiceLimits,
     load_agi_config,
     load_ari_config,
     parse_ari_config,
@@ -66,3 +67,24 @@ def test_resolve_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPEAQR_TEST_CFG", "/tmp/env.toml")
     assert resolve_path(None, "SPEAQR_TEST_CFG", default) == Path("/tmp/env.toml")
     assert resolve_path("/tmp/arg.toml", "SPEAQR_TEST_CFG", default) == Path("/tmp/arg.toml")
+
+
+def test_the_loopback_limits_default_to_two_per_user_fifty_in_total_one_hour() -> None:
+    limits = parse_ari_config({}).policy.limits("loopback")
+    assert limits == ServiceLimits(max_calls_per_user=2, max_calls_total=50, max_call_duration=3600)
+    # The call service keeps its own keys.
+    assert parse_ari_config({}).policy.limits("call").max_calls_total == 10
+
+
+@pytest.mark.parametrize(
+    ("loopback", "words"),
+    [
+        ({"max_calls_total": -1}, "policy.loopback.max_calls_per_user and max_calls_total"),
+        ({"max_call_duration": 0}, "policy.loopback.max_call_duration"),
+        ({"max_calls": 3}, "unknown key(s) max_calls in [policy.loopback]"),
+    ],
+)
+def test_bad_loopback_limits_are_refused_at_start_up(loopback: dict[str, int], words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_ari_config({"policy": {"loopback": loopback}})
+    assert words in str(err.value)

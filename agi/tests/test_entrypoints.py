@@ -135,3 +135,12 @@ async def test_fake_speaqr_cli_serves_and_stops_on_sigterm() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_the_stand_in_speaqr_takes_its_key_from_the_environment_not_the_command_line() -> None:
+    from speaqr_sip.testing.fake_speaqr import API_KEY_ENV, parse_args
+
+    args = parse_args(["--port", "9100"], {API_KEY_ENV: "k-from-env"})
+    assert args.api_key == "k-from-env"
+    assert parse_args(["--port", "9100"], {}).api_key == ""
+    assert parse_args(["--port", "9100", "--api-key", "cli"], {API_KEY_ENV: "env"}).api_key == "cli"

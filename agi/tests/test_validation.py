@@ -342,3 +342,28 @@ def test_an_unknown_processor_in_the_users_row_is_an_invalid_record() -> None:
     decision = decide("loopback", GOOD_LOOPBACK, "alice", row)
     assert isinstance(decision, Refused)
     assert decision.reason is Refusal.INVALID_USER_RECORD
+
+
+@pytest.mark.parametrize("header", ["X-Origin", "X-Destination", "X-Dial"])
+@pytest.mark.parametrize("service", ["loopback", "call"])
+def test_a_header_sent_twice_is_refused_as_duplicate_even_when_the_first_is_valid(
+    header: str, service: str
+) -> None:
+    hdrs = dict(GOOD_CALL if service == "call" else GOOD_LOOPBACK)
+    decision = decide(service, hdrs, "alice", ALICE, repeated={header})
+    assert isinstance(decision, Refused)
+    assert decision.reason is Refusal.DUPLICATE_HEADER
+    assert decision.disposition.sip_status == 400
+    assert header in decision.detail
+
+
+def test_a_duplicate_origin_wins_over_an_origin_mismatch() -> None:
+    # Own username first, someone else's second: ambiguous identity, not a mismatch.
+    decision = decide("loopback", GOOD_LOOPBACK, "alice", ALICE, repeated=["X-Origin"])
+    assert isinstance(decision, Refused)
+    assert decision.reason is Refusal.DUPLICATE_HEADER
+
+
+def test_headers_repeated_outside_the_checked_three_do_not_refuse() -> None:
+    decision = decide("loopback", GOOD_LOOPBACK, "alice", ALICE, repeated=["X-Other"])
+    assert isinstance(decision, Accepted)

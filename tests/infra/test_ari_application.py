@@ -89,7 +89,19 @@ def test_configuration_files_hold_secrets_safely(files, ari):
         assert (meta["mode"], meta["user"], meta["group"]) == (0o640, "root", expected_group[path]), (path, meta)
     units = files("/etc/systemd/system/speaqr-fake-speaqr.service")["/etc/systemd/system/speaqr-fake-speaqr.service"]
     if units is not None:
-        assert "--api-key ${SPEAQR_FAKE_SPEAQR_API_KEY}" in units["content"], "the unit must not hold the key"
+        content = units["content"]
+        assert f"EnvironmentFile={d}/fake-speaqr.env" in content, "the key comes from the env file"
+        assert "--api-key" not in content, "the key must not be on the stand-in's command line"
+
+
+def test_the_stand_in_speaqr_key_is_not_on_its_command_line(host, as_root, ari):
+    if not ari["speaqr_ari_fake_speaqr_enabled"]:
+        pytest.skip("the stand-in Speaqr server is not enabled")
+    with as_root():
+        pid = host.check_output("systemctl show -p MainPID --value speaqr-fake-speaqr").strip()
+        assert pid not in ("", "0"), "speaqr-fake-speaqr is not running"
+        cmdline = host.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
+    assert "--api-key" not in cmdline, cmdline
 
 
 def test_package_installed_offline_in_its_venv(host, as_root, ari):

@@ -14,10 +14,15 @@ def test_every_configured_module_runs(host, as_root, asterisk):
     assert "chan_sip.so" not in running
 
 
-def test_tls_transport_method(asterisk):
+def test_tls_transport_method_and_ciphers_are_the_inventorys(asterisk, inventory):
     shown = asterisk("pjsip show transport transport-tls")
     assert re.search(r"^\s*protocol\s*:\s*tls\s*$", shown, re.M), shown
-    assert re.search(r"^\s*method\s*:\s*tlsv1_[23]\s*$", shown, re.M), shown
+    method = inventory["speaqr_asterisk_tls_method"]
+    assert re.search(rf"^\s*method\s*:\s*{re.escape(method)}\s*$", shown, re.M), shown
+    # Asterisk lists the suites it accepted (an unknown name fails the transport): ", "-separated.
+    found = re.search(r"^\s*cipher\s*:\s*(.*?)\s*$", shown, re.M)
+    assert found, shown
+    assert [c.strip() for c in found.group(1).split(",")] == inventory["speaqr_asterisk_tls_ciphers"], shown
 
 
 def test_endpoints_match_inventory(asterisk, present_users):

@@ -57,3 +57,29 @@ def test_call_records_rows_may_be_open_while_the_call_lasts(mysql, inventory):
     assert [tuple(r) for r in rows] == [("cause", "NO"), ("ended_at", "YES"), ("sip_status", "YES")]
     versions = [row[0] for row in mysql("SELECT version FROM schema_migrations ORDER BY version")]
     assert "0101_call_records_open_rows" in versions
+
+
+def _table_privileges(mysql, user: str, host_part: str, db: str) -> dict[str, set[str]]:
+    """Table -> privileges of ``user``@``host_part`` in ``db`` (from SHOW GRANTS)."""
+    out: dict[str, set[str]] = {}
+    for row in mysql(f"SHOW GRANTS FOR '{user}'@'{host_part}'"):
+        line = row[0]
+        if f" ON `{db}`.`" not in line:
+            continue
+        privileges, on = line.removeprefix("GRANT ").split(" ON ", 1)
+        table = on.split("`.`", 1)[1].split("`", 1)[0]
+        out[table] = {p.strip() for p in privileges.split(",")}
+    return out
+
+
+def test_each_program_has_exactly_the_privileges_its_code_uses(mysql, inventory):
+    db = inventory["speaqr_mariadb_database"]
+    expected = {
+        # ARI application: call_records INSERT at admission, UPDATE at the end (SELECT: the WHERE).
+        inventory["speaqr_mariadb_app_user"]: {"call_records": {"INSERT", "SELECT", "UPDATE"}},
+        # AGI check: reads users, INSERT IGNOREs its refusals.
+        inventory["speaqr_mariadb_agi_user"]: {"users": {"SELECT"}, "call_records": {"INSERT"}},
+    }
+    for user, tables in expected.items():
+        for host_part in ("localhost", "127.0.0.1"):
+            assert _table_privileges(mysql, user, host_part, db) == tables, (user, host_part)

@@ -199,6 +199,21 @@ def test_refusal_has_its_status_and_a_log_line_with_the_call_id(
     sip_metrics.append({"test": f"refusal {case}", "status": r["status"]})
 
 
+@pytest.mark.parametrize("header", ["X-Origin", "X-Destination"])
+def test_a_header_sent_twice_is_refused_400_even_with_the_own_name_first(sip, alice, other_user, host, header):
+    second = other_user if header == "X-Origin" else "other"
+    r = sip.call(
+        alice,
+        "loopback",
+        "--duration",
+        "0.5",
+        "--header",
+        f"{header}: {second}",
+        headers={"X-Origin": alice, "X-Destination": "test"},
+    )
+    _assert_refused(host, r, 400, "duplicate_header")
+
+
 def test_disabled_user_is_refused_403(sip, setup, host):
     if not setup.disabled:
         pytest.skip("no disabled user in this inventory")

@@ -71,6 +71,33 @@ def header_unreadable(agi: StreamAGI, name: str) -> bool:
     return length.strip().isdigit() and int(length) > 0
 
 
+# One GET FULL VARIABLE for all three: the lengths of each header's second instance,
+# comma-separated ("0,0,0" when none is repeated). PJSIP_HEADER(read,<name>,2) is the second
+# header of that name (names compared case-insensitively), empty when there is none; LEN()
+# inside GET FULL VARIABLE also sees a second instance too long for GET VARIABLE.
+SECOND_INSTANCE_LENGTHS = ",".join(
+    f"${{LEN(${{PJSIP_HEADER(read,{name},2)}})}}" for name in HEADER_NAMES
+)
+
+
+class UnreadableReply(Exception):
+    """Asterisk's answer to a check's own expression was not what that expression yields."""
+
+
+def repeated_headers(agi: StreamAGI) -> list[str]:
+    """The headers of :data:`HEADER_NAMES` the request carries more than once.
+
+    A second instance with an empty value ("X-Origin:") has length 0 and is not counted: it
+    names nobody. A reply that is not three lengths raises :class:`UnreadableReply`, so the
+    check fails closed instead of taking an unknown answer for "no duplicates".
+    """
+    reply: str = agi.get_full_variable(SECOND_INSTANCE_LENGTHS)
+    lengths = reply.strip().split(",")
+    if len(lengths) != len(HEADER_NAMES) or not all(n.strip().isdigit() for n in lengths):
+        raise UnreadableReply("second-instance lengths unreadable")
+    return [name for name, n in zip(HEADER_NAMES, lengths, strict=True) if int(n) > 0]
+
+
 def log_decision(
     decision: Decision, *, call_id: str, uniqueid: str, service: str, endpoint: str, ms: float
 ) -> None:
@@ -126,7 +153,11 @@ def decide_for_channel(
             return Refused(
                 Refusal.HEADER_TOO_LONG, f"{name} is longer than the 1023 characters AGI can read"
             )
-    checked = check_headers(service, headers, endpoint, policy)
+    try:
+        repeated = repeated_headers(agi)
+    except UnreadableReply as exc:
+        return Refused(Refusal.INTERNAL_ERROR, str(exc))
+    checked = check_headers(service, headers, endpoint, policy, repeated)
     if isinstance(checked, Refused):
         return checked
     if not endpoint_registered(agi, endpoint):

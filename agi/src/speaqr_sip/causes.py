@@ -48,6 +48,7 @@ class Refusal(StrEnum):
     MISSING_HEADER = "missing_header"
     HEADER_TOO_LONG = "header_too_long"
     BAD_CHARACTERS = "bad_characters"
+    DUPLICATE_HEADER = "duplicate_header"
     NOT_AUTHENTICATED = "not_authenticated"
     NOT_REGISTERED = "not_registered"
     ORIGIN_MISMATCH = "origin_mismatch"
@@ -119,6 +120,9 @@ REFUSALS: MappingProxyType[Refusal, Disposition] = MappingProxyType(
         Refusal.HEADER_TOO_LONG: Disposition(400, CAUSE_CALL_REJECTED, 403, "header too long"),
         Refusal.BAD_CHARACTERS: Disposition(
             400, CAUSE_CALL_REJECTED, 403, "header has characters outside the allowed set"
+        ),
+        Refusal.DUPLICATE_HEADER: Disposition(
+            400, CAUSE_CALL_REJECTED, 403, "header present more than once"
         ),
         Refusal.NOT_AUTHENTICATED: Disposition(
             403, CAUSE_CALL_REJECTED, 403, "no authenticated endpoint"

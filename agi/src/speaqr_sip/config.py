@@ -77,11 +77,27 @@ DEFAULT_BLOCKED_PREFIXES = (
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceLimits:
+    """Abuse limits of one service, enforced by the ARI application (the only process that
+    knows which calls are live). The defaults are the ``loopback`` service's."""
+
+    # Live calls (from admission in the application to teardown) per user and in total;
+    # a call over either limit is refused with 403. 0 refuses every call of the service.
+    max_calls_per_user: int = 2
+    max_calls_total: int = 50
+    # Seconds from the answer; the call is then hung up (normal clearing, cause max_duration).
+    max_call_duration: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
 class PolicyConfig:
-    """Outbound ``call`` policy; the same section goes into agi.toml and ari.toml.
+    """Outbound ``call`` policy and the services' limits; the same section goes into agi.toml
+    and ari.toml.
 
     The AGI check applies the prefix lists (403 before Stasis); the ARI application applies
-    them again before dialling, plus the concurrency limits and the duration cap.
+    them again before dialling, plus each service's concurrency limits and duration cap
+    (:meth:`limits`): the ``call`` service's are the top-level ``max_*`` keys, the
+    ``loopback`` service's the ``[policy.loopback]`` table.
     """
 
     # Deny by default: a number is dialled only if it starts with one of these E.164 prefixes.
@@ -93,6 +109,20 @@ class PolicyConfig:
     max_calls_total: int = 10
     # Seconds from the callee's answer; both legs are hung up when it is reached.
     max_call_duration: int = 3600
+    # The loopback service's limits (each loopback call holds a relay and a processor session).
+    loopback: ServiceLimits = field(default_factory=ServiceLimits)
+
+    def limits(self, service: str) -> ServiceLimits:
+        """The limits of ``service`` (``call`` or ``loopback``); ``KeyError`` for any other."""
+        if service == "call":
+            return ServiceLimits(
+                max_calls_per_user=self.max_calls_per_user,
+                max_calls_total=self.max_calls_total,
+                max_call_duration=self.max_call_duration,
+            )
+        if service == "loopback":
+            return self.loopback
+        raise KeyError(service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +283,8 @@ def _coerce(where: str, expected: Any, value: Any) -> Any:
             raise ConfigError(f"{where} must be a string, not {value!r}")
         return value
     if is_dataclass(expected) and isinstance(expected, type):
+        if isinstance(value, expected):
+            return value  # a sub-table's default, kept when the file does not set it
         if not isinstance(value, Mapping):
             raise ConfigError(f"[{where}] must be a table")
         return _build(expected, value, where)
@@ -312,10 +344,13 @@ def _check_policy(policy: PolicyConfig) -> None:
         for prefix in getattr(policy, key):
             if not PREFIX_RE.fullmatch(prefix):
                 raise ConfigError(f"policy.{key}: {prefix!r} is not '+' followed by digits")
-    if policy.max_calls_per_user < 0 or policy.max_calls_total < 0:
-        raise ConfigError("policy.max_calls_per_user and max_calls_total must not be negative")
-    if policy.max_call_duration <= 0:
-        raise ConfigError("policy.max_call_duration must be a positive number of seconds")
+    for where, limits in (("policy", policy.limits("call")), ("policy.loopback", policy.loopback)):
+        if limits.max_calls_per_user < 0 or limits.max_calls_total < 0:
+            raise ConfigError(
+                f"{where}.max_calls_per_user and max_calls_total must not be negative"
+            )
+        if limits.max_call_duration <= 0:
+            raise ConfigError(f"{where}.max_call_duration must be a positive number of seconds")
 
 
 def _check_call_records(records: CallRecordsConfig) -> None:

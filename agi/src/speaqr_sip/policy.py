@@ -1,9 +1,9 @@
-"""Outbound ``call`` policy: which numbers may be dialled, how many calls may run at once.
+"""Call policy: which numbers ``call`` may dial, how many calls of a service may run at once.
 
 Pure logic, no I/O. :class:`DestinationPolicy` is applied by the AGI check (a refusal
 becomes 403 before Stasis) and again by the ARI application right before it dials;
-:class:`CallLimiter` lives in the ARI application, the only process that knows which
-calls are live.
+:class:`CallLimiter` (one per service, ``[policy]`` for ``call``, ``[policy.loopback]`` for
+``loopback``) lives in the ARI application, the only process that knows which calls are live.
 
 Prefix rules (deny by default): a number is allowed when it starts with one of
 ``allowed_prefixes`` and with none of ``blocked_prefixes``; blocked always wins.
@@ -12,7 +12,7 @@ Prefix rules (deny by default): a number is allowed when it starts with one of
 from collections import Counter
 from dataclasses import dataclass
 
-from speaqr_sip.config import PolicyConfig
+from speaqr_sip.config import PolicyConfig, ServiceLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,8 @@ class DestinationPolicy:
 
 
 class CallLimiter:
-    """Live outbound calls per user and in total; a slot is held from dialling to teardown.
+    """Live calls of one service per user and in total; a slot is held from admission in the
+    ARI application to teardown.
 
     Single-threaded by design (the ARI application's event loop): ``acquire`` and
     ``release`` never await, so two calls cannot both take the last slot.
@@ -56,8 +57,12 @@ class CallLimiter:
         self._per_user: Counter[str] = Counter()
 
     @classmethod
-    def from_config(cls, config: PolicyConfig) -> "CallLimiter":
-        return cls(per_user=config.max_calls_per_user, total=config.max_calls_total)
+    def from_limits(cls, limits: ServiceLimits) -> "CallLimiter":
+        return cls(per_user=limits.max_calls_per_user, total=limits.max_calls_total)
+
+    @classmethod
+    def from_config(cls, config: PolicyConfig, service: str = "call") -> "CallLimiter":
+        return cls.from_limits(config.limits(service))
 
     def acquire(self, key: str, username: str) -> PolicyViolation | None:
         """Take a slot for call ``key``; a violation (and no slot) when a limit is reached."""
@@ -65,12 +70,12 @@ class CallLimiter:
             return None
         if len(self._owners) >= self.total:
             return PolicyViolation(
-                "total_limit", f"{len(self._owners)} outbound calls active, limit {self.total}"
+                "total_limit", f"{len(self._owners)} calls active, limit {self.total}"
             )
         if self._per_user[username] >= self.per_user:
             return PolicyViolation(
                 "user_limit",
-                f"user has {self._per_user[username]} outbound calls active, limit {self.per_user}",
+                f"user has {self._per_user[username]} calls active, limit {self.per_user}",
             )
         self._owners[key] = username
         self._per_user[username] += 1

@@ -6,7 +6,7 @@ Values that reach the dialplan or the ARI application only ever come out of an
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -147,10 +147,15 @@ def check_headers(
     headers: Mapping[str, str],
     endpoint: str,
     policy: DestinationPolicy | None = None,
+    repeated: Collection[str] = (),
 ) -> ValidHeaders | Refused:
     """Check the service argument, the three headers and the X-Origin/endpoint identity.
 
-    ``headers`` maps header names to values; an absent header is ``""`` or missing.
+    ``headers`` maps header names to values (the first instance of each); an absent header
+    is ``""`` or missing. ``repeated`` names the headers of :data:`HEADER_NAMES` that the
+    request carries more than once: each of them is refused (400 ``duplicate_header``),
+    because the first instance is not necessarily the one another SIP element acts on
+    (two X-Origin make the identity ambiguous, two X-Destination/X-Dial the number).
     For ``call``, ``policy`` (when given) must allow the dialled number.
     """
     try:
@@ -159,6 +164,9 @@ def check_headers(
         return Refused(Refusal.UNKNOWN_SERVICE, "service argument is not loopback or call")
     if endpoint == "" or not IDENTIFIER_RE.fullmatch(endpoint):
         return Refused(Refusal.NOT_AUTHENTICATED, "channel has no usable authenticated endpoint")
+    for name in HEADER_NAMES:
+        if name in repeated:
+            return Refused(Refusal.DUPLICATE_HEADER, f"{name} appears more than once")
     origin = headers.get(HEADER_ORIGIN, "")
     destination = headers.get(HEADER_DESTINATION, "")
     dial = headers.get(HEADER_DIAL, "")
@@ -231,9 +239,10 @@ def decide(
     endpoint: str,
     row: UserRow | None,
     policy: DestinationPolicy | None = None,
+    repeated: Collection[str] = (),
 ) -> Decision:
     """The whole admission decision in one pure call (headers first, then the user row)."""
-    checked = check_headers(service, headers, endpoint, policy)
+    checked = check_headers(service, headers, endpoint, policy, repeated)
     if isinstance(checked, Refused):
         return checked
     return check_user(checked, row)

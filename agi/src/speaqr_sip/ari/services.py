@@ -1,7 +1,8 @@
-"""What the calls of one ARI application share: the outbound policy and its live counters."""
+"""What the calls of one ARI application share: the outbound policy and, per service, the
+live call counters."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from speaqr_sip.callrecords import LogSink, RecordSink, RecordWriter
 from speaqr_sip.config import AriAppConfig
@@ -10,17 +11,30 @@ from speaqr_sip.policy import CallLimiter, DestinationPolicy
 logger = logging.getLogger(__name__)
 
 
+# Services whose calls hold a slot of their own limiter ([policy] / [policy.loopback]).
+LIMITED_SERVICES = ("loopback", "call")
+
+
 @dataclass
 class CallServices:
     destinations: DestinationPolicy
-    limiter: CallLimiter
+    # One limiter per service of LIMITED_SERVICES: a loopback call never takes a call slot.
+    limiters: dict[str, CallLimiter] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: AriAppConfig) -> "CallServices":
         return cls(
             destinations=DestinationPolicy.from_config(config.policy),
-            limiter=CallLimiter.from_config(config.policy),
+            limiters={
+                service: CallLimiter.from_config(config.policy, service)
+                for service in LIMITED_SERVICES
+            },
         )
+
+    @property
+    def limiter(self) -> CallLimiter:
+        """The ``call`` service's limiter."""
+        return self.limiters["call"]
 
 
 def record_sink(config: AriAppConfig) -> RecordSink:

@@ -1,8 +1,11 @@
 """A scripted Asterisk for AGI tests and benchmarks: sends the AGI environment, answers commands."""
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TextIO
+
+# The AGI check's own names (speaqr_sip.validation.HEADER_NAMES), in its order.
+CHECKED_HEADERS = ("X-Origin", "X-Destination", "X-Dial")
 
 
 def split_agi_args(line: str) -> list[str]:
@@ -91,12 +94,16 @@ def channel(
     *,
     service: str = "loopback",
     endpoint: str = "alice",
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str | Sequence[str]] | None = None,
     call_id: str = "abc123@client",
     registered: bool = True,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """An AGI environment and the channel's readable variables (``registered``: the
-    endpoint's AOR, named like it, has a contact)."""
+    endpoint's AOR, named like it, has a contact).
+
+    A header given as a list of values is sent that many times: ``PJSIP_HEADER(read,<name>,<n>)``
+    answers instance ``n``, and the check's second-instance length expression sees it.
+    """
     env = {
         "agi_request": "speaqr-agi-check",
         "agi_channel": f"PJSIP/{endpoint}-00000001",
@@ -109,6 +116,19 @@ def channel(
         variables[f"PJSIP_AOR({endpoint},contact)"] = (
             f"{endpoint};@0f1e2d3c4b5a69788796a5b4c3d2e1f0"
         )
+    instances: dict[str, list[str]] = {}
     for name, value in (headers or {}).items():
-        variables[f"PJSIP_HEADER(read,{name})"] = value
+        values = [value] if isinstance(value, str) else list(value)
+        instances[name] = values
+        if values:
+            variables[f"PJSIP_HEADER(read,{name})"] = values[0]
+        for number, each in enumerate(values, start=1):
+            variables[f"PJSIP_HEADER(read,{name},{number})"] = each
+    lengths = (
+        str(len(instances[name][1])) if len(instances.get(name, [])) > 1 else "0"
+        for name in CHECKED_HEADERS
+    )
+    variables[
+        ",".join(f"${{LEN(${{PJSIP_HEADER(read,{name},2)}})}}" for name in CHECKED_HEADERS)
+    ] = ",".join(lengths)
     return env, variables

@@ -7,6 +7,10 @@ chunk with a ``text_to_speech`` event whose MP3 is the same audio shifted up by
 
 ``python -m speaqr_sip.testing.fake_speaqr --port 8765 [--api-key KEY] [--shift-hz 300]``
 
+The key it accepts comes from ``$SPEAQR_FAKE_SPEAQR_API_KEY`` when ``--api-key`` is not
+given: a service passes it that way (systemd ``EnvironmentFile=``), so the key never sits on
+the process's command line, which every local user can read in ``/proc/<pid>/cmdline``.
+
 Failure knobs for fallback tests: ``--api-key`` (wrong key -> connect refused with
 ``bad_authentication``), ``--reject-language xx`` (``live.connect`` refused with
 ``source_language_not_supported``), ``--error-after-chunks N`` (an ``error`` event and a
@@ -16,6 +20,7 @@ disconnect after N chunks).
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Mapping
@@ -231,17 +236,32 @@ async def _serve(args: argparse.Namespace) -> None:
     await server.stop()
 
 
-def main(argv: list[str] | None = None) -> int:
+API_KEY_ENV = "SPEAQR_FAKE_SPEAQR_API_KEY"
+
+
+def parse_args(
+    argv: list[str] | None = None, environ: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    """Command-line options; the API key defaults to ``$SPEAQR_FAKE_SPEAQR_API_KEY``."""
+    env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="speaqr-fake-speaqr", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--shift-hz", type=float, default=300.0)
-    parser.add_argument("--api-key", default="")
+    parser.add_argument(
+        "--api-key",
+        default=env.get(API_KEY_ENV, ""),
+        help=f"key clients must present (default: ${API_KEY_ENV}; empty accepts any)",
+    )
     parser.add_argument("--out-rate", type=int, default=24000)
     parser.add_argument("--reject-language", action="append", default=[])
     parser.add_argument("--error-after-chunks", type=int, default=0)
     parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )

@@ -3,8 +3,8 @@
 Order of events for one call (the caller sits in ``Stasis(loopback,call)``, unanswered):
 
 1. Read the AGI's variables; the dialled number is X-Dial when present, else X-Destination
-   (both E.164, else 484); the destination policy (403) and the concurrency limits (403)
-   are checked and a slot is held until teardown.
+   (both E.164, else 484); the destination policy (403) and the concurrency limits (403,
+   :mod:`.limits`) are checked and a slot is held until teardown.
 2. Start two processor sessions (caller->callee: source->target; callee->caller:
    target->source). A refusal with ``fallback = "hangup"`` is a 503 before anything is
    dialled.
@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import math
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -48,6 +47,7 @@ from speaqr_sip.ari.flows.call_routing import (
     trunk_endpoint,
     trunk_resource,
 )
+from speaqr_sip.ari.flows.limits import take_slot, wait_within_duration
 from speaqr_sip.ari.flows.media import (
     CrossedProcessor,
     Direction,
@@ -55,6 +55,7 @@ from speaqr_sip.ari.flows.media import (
     crossed_failure_handler,
     open_bridge,
 )
+from speaqr_sip.ari.flows.refusal import refuse
 from speaqr_sip.ari.flows.session import midcall_fallback, open_processor, read_session
 from speaqr_sip.causes import CAUSE_CONGESTION
 from speaqr_sip.config import CallConfig
@@ -138,15 +139,7 @@ class CallFlow(Flow):
 
     def _refuse(self, ctx: CallContext, outcome: CallerOutcome, why: str) -> None:
         """End the call before answer: the caller is hung up with ``outcome``'s cause."""
-        ctx.hangup_cause = outcome.caller_cause
-        ctx.record.set_outcome(outcome.cause, outcome.sip_status)
-        ctx.log.warning(
-            "call_id=%s %s: caller gets %d (%s)",
-            safe(ctx.record.call_id),
-            why,
-            outcome.sip_status,
-            outcome.cause,
-        )
+        refuse(ctx, outcome, why)
 
     def _dialled_number(self, ctx: CallContext, params: SessionParams) -> str | None:
         dial = ctx.variables.get("SPEAQR_DIAL", "")
@@ -159,24 +152,12 @@ class CallFlow(Flow):
         return number
 
     def _admit(self, ctx: CallContext, number: str) -> bool:
-        services = ctx.services
-        violation = services.destinations.check(number)
-        if violation is None:
-            violation = services.limiter.acquire(ctx.channel_id, ctx.record.username)
-            if violation is None:
-                limiter = services.limiter
-                ctx.on_teardown("outbound call slot", self._releaser(ctx))
-                ctx.log.info(
-                    "outbound slot taken: user %d/%d, total %d/%d",
-                    limiter.active(ctx.record.username),
-                    limiter.per_user,
-                    limiter.active(),
-                    limiter.total,
-                )
-                return True
-        ctx.metrics.calls_refused += 1
-        self._refuse(ctx, POLICY, f"refused by policy ({violation.reason}: {violation.detail})")
-        return False
+        violation = ctx.services.destinations.check(number)
+        if violation is not None:
+            ctx.metrics.calls_refused += 1
+            self._refuse(ctx, POLICY, f"refused by policy ({violation.reason}: {violation.detail})")
+            return False
+        return take_slot(ctx)
 
     async def _trunk_reachable(self, ctx: CallContext) -> bool:
         """``False`` (and 503) when Asterisk's qualify says the trunk is offline.
@@ -200,13 +181,6 @@ class CallFlow(Flow):
         ctx.metrics.calls_refused += 1
         self._refuse(ctx, UNAVAILABLE, f"carrier {technology}/{resource} unreachable (qualify)")
         return False
-
-    @staticmethod
-    def _releaser(ctx: CallContext) -> Callable[[], Awaitable[None]]:
-        async def release() -> None:
-            ctx.services.limiter.release(ctx.channel_id)
-
-        return release
 
     # --- processors ---------------------------------------------------------------------
 
@@ -399,21 +373,8 @@ class CallFlow(Flow):
         relays: list["asyncio.Task[ProcessorError | None]"],
         answered_at: float,
     ) -> None:
-        loop = asyncio.get_running_loop()
-        limit = ctx.config.policy.max_call_duration
-        remaining = max(0.0, answered_at + limit - loop.time())
-        ended = asyncio.create_task(ctx.ended.wait())
-        try:
-            done, _ = await asyncio.wait(
-                {ended, *relays}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            ended.cancel()
-        if not done:
-            ctx.record.set_outcome("max_duration")
-            ctx.log.info("maximum call duration (%d s) reached: hanging up both legs", limit)
-            ctx.end("maximum call duration reached")
-            return
+        if await wait_within_duration(ctx, relays, answered_at) is None:
+            return  # both legs are hung up by the teardown
         for relay in relays:
             if relay.done() and not relay.cancelled():
                 failure = relay.result()

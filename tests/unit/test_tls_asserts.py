@@ -1,0 +1,96 @@
+"""speaqr_asterisk refuses a TLS policy that is not TLS 1.2/1.3 with forward-secret AEAD suites,
+with a message that names the variable (and the offending suites). Runs the role's checks with
+ansible-playbook on the controller (tests/unit/ansible/tls_cases.yml)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOK = ROOT / "tests" / "unit" / "ansible" / "tls_cases.yml"
+DEFAULTS = yaml.safe_load((ROOT / "roles" / "speaqr_asterisk" / "defaults" / "main.yml").read_text())
+MOZILLA_INTERMEDIATE = DEFAULTS["speaqr_asterisk_tls_ciphers"]
+
+CASES = {
+    "defaults": ("sslv23", MOZILLA_INTERMEDIATE),
+    "tls12-only": ("tlsv1_2", ["ECDHE-RSA-AES128-GCM-SHA256"]),
+    "tls13-only": ("tlsv1_3", ["ECDHE-RSA-AES128-GCM-SHA256"]),
+    "method-tlsv1": ("tlsv1", MOZILLA_INTERMEDIATE),
+    "method-default": ("default", MOZILLA_INTERMEDIATE),
+    "cbc-suite": ("sslv23", ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA"]),
+    "static-rsa-suite": ("sslv23", ["AES128-GCM-SHA256"]),
+    "tls13-suite-name": ("sslv23", ["TLS_AES_128_GCM_SHA256"]),
+    "openssl-cipher-string": ("sslv23", "ECDHE+AESGCM:!aNULL"),
+    "empty-list": ("sslv23", []),
+    "duplicate": ("sslv23", ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"]),
+}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict:
+    playbook = shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
+    if not Path(playbook).exists():
+        pytest.skip("ansible-playbook is not installed")
+    tmp = tmp_path_factory.mktemp("tls-asserts")
+    out = tmp / "results.json"
+    extra = {
+        "cases": [{"name": n, "method": m, "ciphers": c} for n, (m, c) in CASES.items()],
+        "out": str(out),
+        "ansible_python_interpreter": sys.executable,
+    }
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
+    p = subprocess.run(
+        [playbook, "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(extra)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.exists(), p.stdout[-4000:] + p.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
+def test_the_default_policy_is_mozilla_intermediate_over_tls_1_2_and_1_3():
+    assert DEFAULTS["speaqr_asterisk_tls_method"] == "sslv23"
+    assert set(MOZILLA_INTERMEDIATE) == {
+        f"ECDHE-{auth}-{cipher}"
+        for auth in ("ECDSA", "RSA")
+        for cipher in ("AES128-GCM-SHA256", "AES256-GCM-SHA384", "CHACHA20-POLY1305")
+    }
+    # The lab's pjsua2 client speaks TLS 1.2 with an RSA certificate only.
+    assert "ECDHE-RSA-AES128-GCM-SHA256" in MOZILLA_INTERMEDIATE
+
+
+@pytest.mark.parametrize("case", ["defaults", "tls12-only", "tls13-only"])
+def test_good_tls_policies_pass_every_check(outcomes, case):
+    assert outcomes[case]["task"] == "none", outcomes[case]
+
+
+@pytest.mark.parametrize(
+    ("case", "task", "words"),
+    [
+        ("method-tlsv1", "Check the TLS method", ["speaqr_asterisk_tls_method", '"tlsv1"']),
+        ("method-default", "Check the TLS method", ["speaqr_asterisk_tls_method", '"default"']),
+        ("cbc-suite", "Check the TLS cipher suites", ["speaqr_asterisk_tls_ciphers", '["ECDHE-RSA-AES128-SHA"]']),
+        ("static-rsa-suite", "Check the TLS cipher suites", ["speaqr_asterisk_tls_ciphers", "AES128-GCM-SHA256"]),
+        ("tls13-suite-name", "Check the TLS cipher suites", ["speaqr_asterisk_tls_ciphers", "TLS_AES_128_GCM_SHA256"]),
+        ("openssl-cipher-string", "Check the TLS cipher suites", ["speaqr_asterisk_tls_ciphers", "list"]),
+        ("empty-list", "Check the TLS cipher suites", ["speaqr_asterisk_tls_ciphers", "non-empty"]),
+        ("duplicate", "Check the TLS cipher suites", ["speaqr_asterisk_tls_ciphers", "distinct"]),
+    ],
+)
+def test_bad_tls_policies_are_refused_naming_the_variable(outcomes, case, task, words):
+    got = outcomes[case]
+    assert got["task"] == task, got
+    for w in words:
+        assert w in got["msg"], f"{case}: {w!r} not in {got['msg']!r}"
