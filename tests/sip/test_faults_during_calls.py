@@ -39,7 +39,7 @@ def alice(setup) -> str:
 
 
 def test_killing_the_ari_application_during_four_calls_hangs_them_up_and_closes_their_records(
-    host, sip, setup, alice, audio_files, tmp_path
+    host, sip, setup, alice, tmp_path, sip_metrics
 ):
     target = Target(host)
     held = sip.hold(alice, "loopback", "--concurrent", str(CALLS), workdir=tmp_path)
@@ -79,3 +79,6 @@ def test_killing_the_ari_application_during_four_calls_hangs_them_up_and_closes_
     after = sip.call(alice, "loopback", "--duration", "1")
     assert after.get("status") == 200 and after.get("connected"), f"no call served after the fault: {after}"
     assert ended_after < HANGUP_BOUND_S
+    sip_metrics.append(
+        {"test": "ARI application SIGKILL during 4 loopback calls", "hung_up_after_s": round(ended_after, 2)}
+    )
