@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from speaqr_sip.config import parse_agi_config
-from speaqr_sip.fastagi import FastAgiServer
+from speaqr_sip.config import ConfigError, parse_agi_config
+from speaqr_sip.fastagi import FastAgiServer, inherited_socket
 from speaqr_sip.testing.fake_asterisk import FakeAsterisk, channel
 from speaqr_sip.validation import UserRow
 
@@ -103,3 +103,31 @@ def test_plain_agi_script_with_database_down(tmp_path: Path) -> None:
     assert fake.set_vars["SPEAQR_SIP_STATUS"] == "503"
     lines = [line for line in stderr.splitlines() if "result=" in line]
     assert len(lines) == 1 and "reason=database_unavailable" in lines[0]
+
+
+def test_a_socket_passed_by_systemd_is_served_instead_of_a_new_one() -> None:
+    config = parse_agi_config({"fastagi": {"port": 1, "request_timeout": 5.0}})
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    server = FastAgiServer(config, Directory(), listener)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        assert server.server_address == listener.getsockname()  # not port 1 of the configuration
+        env, variables = channel(headers={"X-Origin": "alice", "X-Destination": "test"})
+        env["agi_network_script"] = "check"
+        fake = FakeAsterisk(env, variables)
+        call_fastagi(listener.getsockname()[:2], fake)
+        assert fake.set_vars["SPEAQR_CHECK"] == "OK"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_systemd_sockets_are_taken_only_when_passed_to_this_process() -> None:
+    assert inherited_socket({}, 1234) is None
+    assert inherited_socket({"LISTEN_PID": "999", "LISTEN_FDS": "1"}, 1234) is None
+    with pytest.raises(ConfigError, match="takes one"):
+        inherited_socket({"LISTEN_PID": "1234", "LISTEN_FDS": "2"}, 1234)

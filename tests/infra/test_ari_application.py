@@ -6,6 +6,7 @@ the host's inventory."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 import pytest
@@ -18,6 +19,7 @@ VARS = (
     "speaqr_ari_config_dir",
     "speaqr_ari_install_dir",
     "speaqr_ari_user",
+    "speaqr_ari_agi_user",
     "speaqr_ari_app_name",
     "speaqr_asterisk_users_context",
     "speaqr_asterisk_echo_extension_enabled",
@@ -80,7 +82,7 @@ def test_configuration_files_hold_secrets_safely(files, ari):
     found = files(*paths)
     expected_group = {
         f"{d}/ari.toml": ari["speaqr_ari_user"],
-        f"{d}/agi.toml": "asterisk",
+        f"{d}/agi.toml": ari["speaqr_ari_agi_user"],
         f"{d}/fake-speaqr.env": ari["speaqr_ari_user"],
     }
     for path in paths:
@@ -151,3 +153,32 @@ def test_users_processor_column_matches_the_inventory(host, as_root, ari):
         if user.get("state", "present") == "absent":
             continue
         assert rows.get(user["username"]) == user.get("processor", "default"), (user["username"], rows)
+
+
+# systemd-analyze security's exposure (0 = fully sandboxed, 10 = not at all); every unit of the
+# project must stay at or below this. Before the sandbox: 8.3 (speaqr-ari, speaqr-fastagi).
+EXPOSURE_LIMIT = 4.0
+
+
+@pytest.mark.parametrize("unit", ["speaqr-ari", "speaqr-fastagi", "speaqr-fake-speaqr"])
+def test_each_unit_is_sandboxed_below_the_exposure_limit(host, as_root, ari, unit):
+    if not _units(ari)[unit]:
+        pytest.skip(f"{unit} is not enabled in this inventory")
+    with as_root():
+        out = host.check_output(f"systemd-analyze security --no-pager {unit}.service | tail -1")
+    match = re.search(r"exposure level for \S+: ([0-9.]+)", out)
+    assert match, out
+    assert float(match.group(1)) <= EXPOSURE_LIMIT, f"{unit}: {out.strip()}"
+
+
+def test_the_fastagi_port_is_held_by_systemd_and_served_by_its_own_user(host, as_root, ari):
+    if ari["speaqr_ari_agi_mode"] != "fastagi":
+        pytest.skip("the AGI check runs as plain AGI here")
+    socket_unit = host.service("speaqr-fastagi.socket")
+    assert socket_unit.is_running and socket_unit.is_enabled, "speaqr-fastagi.socket is not active and enabled"
+    with as_root():
+        listeners = host.check_output(f"ss -H -l -n -t -p 'sport = :{ari['speaqr_ari_fastagi_port']}'")
+        pid = host.check_output("systemctl show -p MainPID --value speaqr-fastagi.service").strip()
+        user = host.check_output(f"ps -o user= -p {pid}").strip()
+    assert "systemd" in listeners, f"the FastAGI port is not held by systemd: {listeners}"
+    assert user == ari["speaqr_ari_agi_user"], f"speaqr-fastagi runs as {user}"

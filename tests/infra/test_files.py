@@ -93,3 +93,18 @@ def test_modules_conf_explicit(on_host):
     lines = _lines(on_host, "modules.conf")
     assert "autoload=no" in lines
     assert not [line for line in lines if "chan_sip.so" in line]
+
+
+def test_the_asterisk_logs_rotate_by_size_hourly(host, as_root):
+    with as_root():
+        check = host.run("logrotate --debug /etc/logrotate.d/asterisk")
+        calendar = host.check_output("systemctl show -p TimersCalendar --value logrotate.timer")
+    assert check.rc == 0, f"logrotate refuses /etc/logrotate.d/asterisk:\n{check.stderr}"
+    assert "maxsize" in host.file("/etc/logrotate.d/asterisk").content_string
+    assert "*-*-* *:00:00" in calendar, f"logrotate.timer does not run hourly: {calendar}"
+    assert host.package("logrotate").is_installed
+
+
+def test_the_journal_has_a_size_cap(host):
+    config = host.file("/etc/systemd/journald.conf.d/speaqr.conf")
+    assert config.exists and "SystemMaxUse=" in config.content_string
