@@ -160,15 +160,28 @@ def test_users_processor_column_matches_the_inventory(host, as_root, ari):
 EXPOSURE_LIMIT = 4.0
 
 
-@pytest.mark.parametrize("unit", ["speaqr-ari", "speaqr-fastagi", "speaqr-fake-speaqr"])
-def test_each_unit_is_sandboxed_below_the_exposure_limit(host, as_root, ari, unit):
-    if not _units(ari)[unit]:
-        pytest.skip(f"{unit} is not enabled in this inventory")
+# Asterisk starts as root (it switches user and raises its priority itself): its limit is higher.
+# Before its sandbox: 9.6.
+ASTERISK_EXPOSURE_LIMIT = 5.0
+
+
+def exposure(host, as_root, unit: str) -> float:
     with as_root():
         out = host.check_output(f"systemd-analyze security --no-pager {unit}.service | tail -1")
     match = re.search(r"exposure level for \S+: ([0-9.]+)", out)
     assert match, out
-    assert float(match.group(1)) <= EXPOSURE_LIMIT, f"{unit}: {out.strip()}"
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("unit", ["speaqr-ari", "speaqr-fastagi", "speaqr-fake-speaqr"])
+def test_each_unit_is_sandboxed_below_the_exposure_limit(host, as_root, ari, unit):
+    if not _units(ari)[unit]:
+        pytest.skip(f"{unit} is not enabled in this inventory")
+    assert exposure(host, as_root, unit) <= EXPOSURE_LIMIT, unit
+
+
+def test_asterisk_is_sandboxed_below_its_exposure_limit(host, as_root):
+    assert exposure(host, as_root, "asterisk") <= ASTERISK_EXPOSURE_LIMIT
 
 
 def test_the_fastagi_port_is_held_by_systemd_and_served_by_its_own_user(host, as_root, ari):
