@@ -38,4 +38,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   .venv/bin/pip install -q -e 'agi[test]'
   echo "$wanted" > "$stamp"
 fi
+sslyze_stamp=.venv-sslyze/.speaqr-installed
+sslyze_wanted=$(sha256sum < requirements-sslyze.txt | cut -c1-16)
+if [ "$(cat "$sslyze_stamp" 2>/dev/null)" != "$sslyze_wanted" ]; then
+  [ -x .venv-sslyze/bin/python ] || "$python" -m venv .venv-sslyze
+  .venv-sslyze/bin/pip install -q -r requirements-sslyze.txt
+  echo "$sslyze_wanted" > "$sslyze_stamp"
+fi
 echo "host ready: $(.venv/bin/ansible --version | head -1), $(.venv/bin/python --version)" >&2

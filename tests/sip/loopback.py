@@ -22,6 +22,8 @@ from tests.sip.harness import SipClient
 AGI_IDENT = "speaqr-agi"
 ARI_UNIT = "speaqr-ari.service"
 FASTAGI_UNIT = "speaqr-fastagi.service"
+# systemd holds the FastAGI port (socket activation): a connection starts the service again.
+FASTAGI_SOCKET = "speaqr-fastagi.socket"
 ASTERISK_LOG = "/var/log/asterisk/messages.log"
 LOG_WAIT_S = 15.0
 

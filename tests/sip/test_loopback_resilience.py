@@ -2,7 +2,8 @@
 
 - ARI application stopped (systemctl stop speaqr-ari): calls are refused with 503 within 2 s
   (no ringing, no silence), logged with the call id; started again: calls work.
-- FastAGI server stopped: 503 (the check did not run), logged; started again: calls work.
+- FastAGI server stopped: the next call starts it again (systemd holds its socket); socket and
+  server stopped: 503 (the check did not run), logged; started again: calls work.
 - ARI application killed (SIGKILL): systemd restarts it; Asterisk restarted: the application
   reconnects; calls work after both.
 - 20 consecutive calls and 4 simultaneous calls leave no channel and no bridge behind (ARI's
@@ -23,6 +24,7 @@ from tests.audio import RATE, active_segment, band_energy_ratio, compare, read_w
 from tests.sip.harness import ROOT
 from tests.sip.loopback import (
     ARI_UNIT,
+    FASTAGI_SOCKET,
     FASTAGI_UNIT,
     LoopbackSetup,
     as_root,
@@ -93,9 +95,23 @@ def test_ari_application_stopped_refuses_503_within_2s_then_calls_work_again(
     sip_metrics.append({"test": "ARI application restarted", "registered_after_s": round(back_in, 2)})
 
 
-def test_fastagi_server_stopped_refuses_503_then_calls_work_again(host, sip, setup, alice, sip_metrics):
+def test_a_stopped_fastagi_server_is_started_again_by_the_next_call(host, sip, setup, alice, sip_metrics):
+    """The port stays with systemd (speaqr-fastagi.socket): the next check starts the server."""
     if setup.agi_mode != "fastagi":
         pytest.skip("the AGI check runs as plain AGI here")
+    systemctl(host, "stop", FASTAGI_UNIT)
+    r = sip.call(alice, "loopback", "--duration", "0.5")
+    assert r.get("status") == 200, f"the call after stopping the FastAGI server was not served: {r}"
+    with as_root(host):
+        state = host.check_output(f"systemctl is-active {FASTAGI_UNIT} || true").strip()
+    assert state == "active", f"{FASTAGI_UNIT} was not started again by the call ({state})"
+    sip_metrics.append({"test": "FastAGI stopped, socket kept", "invite_to_200_ms": r.get("invite_to_200_ms")})
+
+
+def test_fastagi_socket_and_server_stopped_refuses_503_then_calls_work_again(host, sip, setup, alice, sip_metrics):
+    if setup.agi_mode != "fastagi":
+        pytest.skip("the AGI check runs as plain AGI here")
+    systemctl(host, "stop", FASTAGI_SOCKET)
     systemctl(host, "stop", FASTAGI_UNIT)
     try:
         time.sleep(0.5)
@@ -106,6 +122,7 @@ def test_fastagi_server_stopped_refuses_503_then_calls_work_again(host, sip, set
         assert log_lines(host, r["call_id"], also="reason=check_unavailable"), r["call_id"]
         sip_metrics.append({"test": "FastAGI stopped", "status": 503, "invite_to_refusal_ms": took})
     finally:
+        systemctl(host, "start", FASTAGI_SOCKET)
         systemctl(host, "start", FASTAGI_UNIT)
     deadline = time.monotonic() + 30
     while True:

@@ -50,11 +50,27 @@ def stasis_extensions(dialplan: str) -> dict[str, list[str]]:
 
 
 def test_absolute_timeout_is_set_before_stasis_from_duration_and_answer_timeout(tmp_path):
-    dialplan, ari = render(tmp_path, speaqr_ari_policy_max_call_duration=600, speaqr_ari_call_answer_timeout=20)
+    dialplan, ari = render(
+        tmp_path,
+        speaqr_ari_policy_max_call_duration=600,
+        speaqr_ari_loopback_max_call_duration=300,
+        speaqr_ari_call_answer_timeout=20,
+    )
     for service, lines in stasis_extensions(dialplan).items():
         assert lines[0] == "exten => stasis,1,Set(TIMEOUT(absolute)=740)", service
         assert lines[1] == f" same => n,Stasis(loopback,{service})", service
     assert ari["policy"]["max_call_duration"] == 600
+
+
+def test_the_absolute_timeout_outlasts_the_longer_of_the_two_services(tmp_path):
+    dialplan, _ari = render(
+        tmp_path,
+        speaqr_ari_policy_max_call_duration=600,
+        speaqr_ari_loopback_max_call_duration=3600,
+        speaqr_ari_call_answer_timeout=20,
+    )
+    for service, lines in stasis_extensions(dialplan).items():
+        assert lines[0] == "exten => stasis,1,Set(TIMEOUT(absolute)=3740)", service
 
 
 def test_absolute_timeout_zero_leaves_stasis_first(tmp_path):

@@ -102,3 +102,22 @@ def test_a_vault_of_its_own_is_accepted(tmp_path):
     )
     p = run_preflight(inventory, vault_password=password)
     assert p.returncode == 0, p.stdout[-3000:]
+
+
+def test_the_operators_own_vault_password_setting_does_not_make_their_vault_look_like_the_labs(tmp_path):
+    inventory = tmp_path / "prod"
+    shutil.copytree(SAMPLE, inventory)
+    password = tmp_path / "own-password"
+    password.write_text("an-operator-chosen-vault-password\n")
+    vault = inventory / "group_vars" / "all" / "vault.yml"
+    vault.write_text("vault_speaqr_api_key: operator-secret\n")
+    ansible_vault = shutil.which("ansible-vault") or str(Path(sys.executable).parent / "ansible-vault")
+    subprocess.run(
+        [ansible_vault, "encrypt", "--vault-password-file", str(password), str(vault)], check=True, capture_output=True
+    )
+    os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = str(password)
+    try:
+        p = run_preflight(inventory)
+    finally:
+        del os.environ["ANSIBLE_VAULT_PASSWORD_FILE"]
+    assert p.returncode == 0, p.stdout[-3000:]

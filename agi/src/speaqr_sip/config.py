@@ -132,7 +132,7 @@ class CallRecordsConfig:
     enabled: bool = False
     # ARI application only: rows waiting for the database (beyond this they are logged
     # in full and dropped), rows per INSERT, retry backoff, final flush on shutdown.
-    queue_size: int = 1000
+    queue_size: int = 3000  # three writes per call: open, answered, finished
     batch_size: int = 50
     retry_initial: float = 0.5
     retry_max: float = 30.0

@@ -95,10 +95,13 @@ class LeftoverSweep:
         )
         for channel, outcome in zip(candidates, outcomes, strict=True):
             self._tally(result.channels, result.failed, str(channel["id"]), outcome)
+        listed = await self._client.list_bridges()
+        # Owned bridges after the listing: a call registers its bridge before creating it, so
+        # any bridge of a live call that the listing shows is known by now.
         owned = self._owned_bridges()
         bridges = [
             str(b["id"])
-            for b in await self._client.list_bridges()
+            for b in listed
             if str(b.get("id", "")).startswith(BRIDGE_PREFIX) and b.get("id") not in owned
         ]
         outcomes = await asyncio.gather(
