@@ -1,0 +1,82 @@
+"""The loopback service's abuse limits with real clients: past the per-user limit and past the
+total limit a loopback call is refused 403 with a log line carrying its Call-ID, the calls in
+progress keep their audio, and once they end the next call is served. The limits come from the
+host's inventory (speaqr_ari_loopback_max_calls_per_user / _total)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sip.harness import _templated
+from tests.sip.loopback import LoopbackSetup, leftovers, load_setup, log_lines
+
+# Holding more than this many calls from the test host is not a test of the limit any more.
+MAX_HELD = 8
+
+
+@pytest.fixture(scope="module")
+def setup(host) -> LoopbackSetup:
+    return load_setup(host)
+
+
+@pytest.fixture(scope="module")
+def limits(host) -> dict[str, int]:
+    per_user = _templated(host, "speaqr_ari_loopback_max_calls_per_user")
+    total = _templated(host, "speaqr_ari_loopback_max_calls_total")
+    if per_user is None or total is None:
+        pytest.skip("the loopback limits are not in this host's inventory")
+    return {"per_user": int(per_user), "total": int(total)}
+
+
+def refused_by_policy(sip, host, user: str, reason: str) -> None:
+    r = sip.call(user, "loopback", "--duration", "1")
+    assert r.get("status") == 403 and not r.get("connected"), f"{user}'s call past the {reason} got {r}"
+    lines = log_lines(host, r["call_id"], also=reason)
+    assert lines, f"no log line with call_id {r['call_id']} and {reason}"
+
+
+def test_a_call_past_the_per_user_limit_is_refused_403_and_the_held_calls_go_on(host, sip, setup, limits, tmp_path):
+    user = setup.passthrough_user
+    if user is None or not 1 <= limits["per_user"] <= MAX_HELD:
+        pytest.skip(f"per-user limit {limits['per_user']} not testable here")
+    held = sip.hold(user, "loopback", "--concurrent", str(limits["per_user"]), workdir=tmp_path)
+    try:
+        assert all(held.state["connected"]), f"calls within the limit were not connected: {held.state}"
+        refused_by_policy(sip, host, user, "user_limit")
+    finally:
+        result = held.stop()
+    assert all(c["rtp_flowing"] for c in result["at_stop"]), f"held calls lost their audio: {result['at_stop']}"
+    assert leftovers(host, setup) == {"channels": [], "bridges": []}
+    after = sip.call(user, "loopback", "--duration", "0.5")
+    assert after.get("status") == 200, f"no call served once the held calls ended: {after}"
+
+
+def test_a_call_past_the_total_limit_is_refused_403(host, sip, sip_target, setup, limits, tmp_path):
+    users = [u for u in sip_target.users if u not in setup.disabled]
+    if not 1 <= limits["total"] <= MAX_HELD or len(users) < 2:
+        pytest.skip(f"total limit {limits['total']} not testable here with {len(users)} users")
+    plan, left = [], limits["total"]
+    for user in users:
+        n = min(left, limits["per_user"])
+        if n:
+            plan.append((user, n))
+            left -= n
+    if left:
+        pytest.skip("the users' per-user limits cannot fill the total limit")
+    spare = next((u for u, n in plan if n < limits["per_user"]), None) or next(
+        (u for u in users if u not in dict(plan)), None
+    )
+    if spare is None:
+        pytest.skip("every user is at its own limit: a refusal would not tell the total limit apart")
+    held = []
+    try:
+        for user, n in plan:
+            call = sip.hold(user, "loopback", "--concurrent", str(n), workdir=tmp_path)
+            held.append(call)
+            assert all(call.state["connected"]), f"{user}'s calls within the limits were not connected"
+        refused_by_policy(sip, host, spare, "total_limit")
+    finally:
+        for call in held:
+            call.stop()
+    after = sip.call(spare, "loopback", "--duration", "0.5")
+    assert after.get("status") == 200, f"no call served once the held calls ended: {after}"
