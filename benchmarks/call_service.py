@@ -33,6 +33,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -158,6 +159,13 @@ def main() -> int:
     ap.add_argument("--speaqr-user", help="a user on the speaqr processor (the lab's stand-in Speaqr)")
     ap.add_argument("--calls", type=int, default=10, help="calls per measurement and user")
     ap.add_argument("--label", default="target")
+    ap.add_argument(
+        "--trunk-settle",
+        type=float,
+        default=7.0,
+        metavar="S",
+        help="seconds to wait after starting the carrier for the appliance's OPTIONS qualify (lab: every 5 s)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     env = os.environ
@@ -175,6 +183,7 @@ def main() -> int:
         work = Path(tmp)
         tone = write_wav(work / "tone-1k.wav", np.concatenate([tone_bursts(TONE_HZ), silence(0.2)]))
         carrier = CarrierProcess(settings, work / "carrier", netns=target.netns).start()
+        time.sleep(args.trunk_settle)
         results = {}
         try:
             users = [("passthrough", args.passthrough_user)]

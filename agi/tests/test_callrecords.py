@@ -111,8 +111,9 @@ def test_row_is_cut_to_column_sizes_and_naive_utc() -> None:
 
 def test_schema_file_declares_every_column() -> None:
     sql = SQL.read_text()
+    added = "".join(p.read_text() for p in sorted(MIGRATIONS.glob("01*_call_records_*.sql")))
     for column in (*COLUMNS, "id", "created_at"):
-        assert f"\n  {column} " in sql, column
+        assert f"\n  {column} " in sql or f"ADD COLUMN {column} " in added, column
     assert "ENGINE=InnoDB" in sql and "utf8mb4" in sql
     assert "KEY call_records_user_started (username, started_at)" in sql
     assert "UNIQUE KEY call_records_attempt (attempt_id)" in sql
@@ -535,3 +536,16 @@ async def test_an_open_row_that_cannot_be_queued_is_logged_in_full(
     assert 'channel_id="1.7"' in caplog.text and 'cause="in_progress"' in caplog.text
     await w.start()
     await w.close()
+
+
+def test_the_record_says_which_processor_served_which_part() -> None:
+    call = attempt(answered_at=T0 + timedelta(seconds=1))
+    call.processor_used("speaqr", part="caller->callee", at=T0 + timedelta(seconds=0.5))
+    call.processor_used("speaqr", part="callee->caller", at=T0 + timedelta(seconds=0.5))
+    call.processor_used("passthrough", part="callee->caller", at=T0 + timedelta(seconds=7.25))
+    record = call.finish(hangup_cause=16, caller_gone=True, ended_at=T0 + timedelta(seconds=9))
+    assert record.processor == "speaqr"
+    assert record.processor_parts == (
+        "caller->callee:speaqr@0.50 callee->caller:speaqr@0.50 callee->caller:passthrough@7.25"
+    )
+    assert call.progress().processor_parts == record.processor_parts

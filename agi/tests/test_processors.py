@@ -213,3 +213,22 @@ async def test_speaqr_error_midway_fails_the_frame_stream() -> None:
     finally:
         await proc.close()
         await server.stop()
+
+
+@pytest.mark.asyncio
+async def test_speaqr_that_stops_acknowledging_audio_fails_within_the_stall_timeout() -> None:
+    server = FakeSpeaqrServer(stall_after_chunks=2)
+    port = await server.start("127.0.0.1", 0)
+    proc = speaqr_config(f"http://127.0.0.1:{port}", api_key="", stall_timeout=0.3)
+    try:
+        await proc.start(PARAMS)
+        feeder = asyncio.create_task(feed_realtime(proc, tone_frames(440, 2.0)))
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ProcessorError, match="within 0.3 s"):
+            await collect(proc, 10_000, limit_s=10)
+        # 2 chunks of 200 ms answered, the third unanswered for 0.3 s.
+        assert asyncio.get_running_loop().time() - started < 1.5
+        await feeder
+    finally:
+        await proc.close()
+        await server.stop()

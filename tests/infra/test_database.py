@@ -59,6 +59,15 @@ def test_call_records_rows_may_be_open_while_the_call_lasts(mysql, inventory):
     assert "0101_call_records_open_rows" in versions
 
 
+def test_call_records_say_which_processor_served_which_part(mysql, inventory):
+    rows = mysql(
+        "SELECT data_type, character_maximum_length, is_nullable FROM information_schema.columns "
+        f"WHERE table_schema = '{inventory['speaqr_mariadb_database']}' AND table_name = 'call_records' "
+        "AND column_name = 'processor_parts'"
+    )
+    assert [tuple(r) for r in rows] == [("varchar", "255", "NO")]
+
+
 def _table_privileges(mysql, user: str, host_part: str, db: str) -> dict[str, set[str]]:
     """Table -> privileges of ``user``@``host_part`` in ``db`` (from SHOW GRANTS)."""
     out: dict[str, set[str]] = {}

@@ -26,12 +26,15 @@ def target(host) -> Target:
 
 
 @pytest.fixture(scope="module")
-def carrier(call_settings, tmp_path_factory):
-    """The stand-in carrier for this module's tests, in the target's namespace."""
+def carrier(call_settings, target, tmp_path_factory):
+    """The stand-in carrier for this module's tests, in the target's namespace; once it runs,
+    a qualified trunk is waited for until Asterisk's OPTIONS find it online."""
     proc = CarrierProcess(
         call_settings, tmp_path_factory.mktemp("carrier"), netns=os.environ.get("SPEAQR_TARGET_NETNS", "")
     )
     proc.start()
+    if call_settings.trunk_qualified:
+        target.wait_trunk(call_settings.trunk["name"], "online")
     yield proc
     proc.stop()
 

@@ -71,6 +71,10 @@ class CallSettings:
     ari_port: int = 8088
     trunk: dict = field(default_factory=dict)  # the speaqr_asterisk_carriers item the service dials
 
+    @property
+    def trunk_qualified(self) -> bool:
+        return int(self.trunk.get("qualify_frequency") or 0) > 0
+
     def processor_of(self, user: str) -> str:
         p = self.user_processors.get(user) or ""
         if p in ("", "default"):
@@ -353,6 +357,19 @@ class Target:
             if clean or time.monotonic() >= deadline:
                 return left
             time.sleep(0.5)
+
+    def trunk_state(self, trunk: str) -> str:
+        """Asterisk's state of the carrier endpoint: online/offline (qualified), else unknown."""
+        return str(self.ari(f"endpoints/PJSIP/{trunk}")[f"endpoints/PJSIP/{trunk}"].get("state", ""))
+
+    def wait_trunk(self, trunk: str, state: str, timeout: float = 20.0) -> float:
+        """Seconds until the trunk's state is ``state``; fails after ``timeout``."""
+        t0 = time.monotonic()
+        while (seen := self.trunk_state(trunk)) != state:
+            if time.monotonic() - t0 >= timeout:
+                raise AssertionError(f"trunk {trunk} still {seen!r} after {timeout} s (waiting for {state!r})")
+            time.sleep(0.2)
+        return time.monotonic() - t0
 
     def journal_since(self, unit: str, since_unix: float) -> str:
         return self.check_output(

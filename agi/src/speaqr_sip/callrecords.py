@@ -91,6 +91,7 @@ COLUMN_LIMITS = {
     "dialled_number": 32,
     "cause": 32,
     "processor": 16,
+    "processor_parts": 255,
 }
 COLUMNS = (
     "attempt_id",
@@ -106,6 +107,7 @@ COLUMNS = (
     "sip_status",
     "cause",
     "processor",
+    "processor_parts",
 )
 # The AGI check's refusals (written once, complete). IGNORE: a retried row whose first INSERT
 # did commit (lost acknowledgement) hits the unique attempt_id and is skipped. Values are cut to
@@ -163,6 +165,9 @@ class CallRecord:
     sip_status: int | None
     cause: str
     processor: str | None
+    # Which processor served which part: "speaqr@0.41 passthrough@5.02" (seconds after
+    # started_at), each entry prefixed with its direction in the call service.
+    processor_parts: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -206,6 +211,7 @@ class CallAttempt:
     dialled_number: str = ""
     answered_at: datetime | None = None
     processors: list[str] = field(default_factory=list)
+    processor_parts: list[str] = field(default_factory=list)
     # Set by a flow when it knows why the call ends (with the SIP status before answer).
     cause: str = ""
     sip_status: int | None = None
@@ -231,9 +237,12 @@ class CallAttempt:
             self.cause = cause
             self.sip_status = sip_status
 
-    def processor_used(self, name: str) -> None:
+    def processor_used(self, name: str, *, part: str = "", at: datetime | None = None) -> None:
+        """``name`` serves the call (or its direction ``part``) from ``at`` (default now) on."""
         if name not in self.processors:
             self.processors.append(name)
+        offset = ((at or utcnow()) - self.started_at).total_seconds()
+        self.processor_parts.append(f"{part + ':' if part else ''}{name}@{max(offset, 0.0):.2f}")
 
     @property
     def processor(self) -> str | None:
@@ -275,6 +284,7 @@ class CallAttempt:
             sip_status=status,
             cause=cause,
             processor=self.processor,
+            processor_parts=" ".join(self.processor_parts),
         )
 
 

@@ -197,7 +197,11 @@ class SpeaqrConfig:
     # send_audio: one WAV file per chunk; stream: connect_stream/write_stream/disconnect_stream.
     upload_mode: Literal["send_audio", "stream"] = "send_audio"
     connect_timeout: float = 5.0
+    # Session set-up (live_connect, connect_stream) must be acknowledged within ack_timeout;
+    # each audio upload within stall_timeout, else Speaqr counts as stalled mid-call and the
+    # call goes to [processor] fallback: this bounds the caller's silence when Speaqr hangs.
     ack_timeout: float = 5.0
+    stall_timeout: float = 1.0
     # Overrides of wire names, see speaqr_sip.speaqr_wire (event -> name, field -> name).
     events: dict[str, str] = field(default_factory=dict)
     fields: dict[str, str] = field(default_factory=dict)
@@ -396,6 +400,8 @@ def parse_agi_config(data: Mapping[str, Any]) -> AgiConfig:
 
 def parse_ari_config(data: Mapping[str, Any]) -> AriAppConfig:
     config = _build(AriAppConfig, data)
+    if not 0 < config.speaqr.stall_timeout <= config.speaqr.ack_timeout:
+        raise ConfigError("speaqr.stall_timeout must be positive and at most speaqr.ack_timeout")
     if config.speaqr.chunk_ms < 20 or config.speaqr.chunk_ms % 20:
         raise ConfigError("speaqr.chunk_ms must be a positive multiple of 20")
     if config.speaqr.upload_sample_rate not in (8000, 16000, 24000, 44100, 48000):

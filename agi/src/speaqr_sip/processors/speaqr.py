@@ -153,12 +153,12 @@ class SpeaqrProcessor(Processor):
                 wav = await self._uploads.get()
                 if wav is None:
                     return
+                stall = self._config.stall_timeout
                 if self._streaming:
-                    await self._call("write_stream", self._wire.write_stream(wav))
+                    await self._call("write_stream", self._wire.write_stream(wav), ack_within=stall)
                 else:
-                    await self._call(
-                        "send_audio", self._wire.send_audio(self._params, wav, end=False)
-                    )
+                    data = self._wire.send_audio(self._params, wav, end=False)
+                    await self._call("send_audio", data, ack_within=stall)
                 self.uploaded_chunks += 1
         except ProcessorError as exc:
             self._fail(exc)
@@ -179,15 +179,17 @@ class SpeaqrProcessor(Processor):
             await self._uploader
             await self._call("send_audio", self._wire.send_audio(self._params, tail, end=True))
 
-    async def _call(self, event_key: str, data: Any) -> None:
+    async def _call(self, event_key: str, data: Any, *, ack_within: float | None = None) -> None:
+        """Emit ``event_key`` and wait for its acknowledgement (``ack_timeout`` by default)."""
         client = self._client
         if client is None or not client.connected:
             raise ProcessorError("Speaqr connection lost")
         event = self._wire.event(event_key)
+        wait = self._config.ack_timeout if ack_within is None else ack_within
         try:
-            ack = await client.call(event, data, timeout=self._config.ack_timeout)
+            ack = await client.call(event, data, timeout=wait)
         except socketio.exceptions.TimeoutError as exc:
-            raise ProcessorError(f"Speaqr did not acknowledge {event} in time") from exc
+            raise ProcessorError(f"Speaqr did not acknowledge {event} within {wait:g} s") from exc
         except socketio.exceptions.SocketIOError as exc:
             raise ProcessorError(f"Speaqr {event} failed: {exc.__class__.__name__}") from exc
         result = self._wire.parse_ack(ack)

@@ -70,6 +70,7 @@ class FakeSpeaqrServer:
         out_rate: int = 24000,
         reject_languages: tuple[str, ...] = (),
         error_after_chunks: int = 0,
+        stall_after_chunks: int = 0,
         wire: Wire | None = None,
     ) -> None:
         self.shift_hz = shift_hz
@@ -77,6 +78,8 @@ class FakeSpeaqrServer:
         self.out_rate = out_rate
         self.reject_languages = reject_languages
         self.error_after_chunks = error_after_chunks
+        # Stop acknowledging audio after this many chunks, connection kept (a hung Speaqr).
+        self.stall_after_chunks = stall_after_chunks
         self.wire = wire or Wire()
         self.stats = FakeSpeaqrStats()
         self._sessions: dict[str, _Session] = {}
@@ -182,6 +185,8 @@ class FakeSpeaqrServer:
             return self.wire.error_ack("bad_file", str(exc))
         session.chunks += 1
         self.stats.chunks += 1
+        if self.stall_after_chunks and session.chunks > self.stall_after_chunks:
+            await asyncio.Event().wait()
         if self.error_after_chunks and session.chunks > self.error_after_chunks:
             await self.sio.emit(
                 self.wire.event("error"),

@@ -73,6 +73,11 @@ ORIGINATE_TIMEOUT_MARGIN = 5
 LEG_ABSOLUTE_TIMEOUT_MARGIN = 120
 
 
+def direction_name(ctx: CallContext, params: SessionParams) -> str:
+    """``caller->callee`` for the session that hears the caller, ``callee->caller`` otherwise."""
+    return "caller->callee" if params.channel_id == ctx.channel_id else "callee->caller"
+
+
 @dataclass(frozen=True, slots=True)
 class LegEvent:
     kind: Literal["ringing", "answered", "gone", "media_failed"]
@@ -186,7 +191,7 @@ class CallFlow(Flow):
 
     async def open_direction(self, ctx: CallContext, params: SessionParams) -> Processor | None:
         """One processor session (a hook: tests substitute their own processors)."""
-        return await open_processor(ctx, params)
+        return await open_processor(ctx, params, part=direction_name(ctx, params))
 
     async def _open_directions(
         self, ctx: CallContext, params: SessionParams
@@ -211,8 +216,8 @@ class CallFlow(Flow):
         first, second = results
         if not isinstance(first, Processor) or not isinstance(second, Processor):
             return None  # open_processor set the 503 and the record's outcome
-        return Direction("caller->callee", first, forward), Direction(
-            "callee->caller", second, backward
+        return Direction(direction_name(ctx, forward), first, forward), Direction(
+            direction_name(ctx, backward), second, backward
         )
 
     # --- dialling -----------------------------------------------------------------------
@@ -332,14 +337,18 @@ class CallFlow(Flow):
             ctx,
             caller_bridge,
             caller_side,
-            crossed_failure_handler(caller_side, midcall_fallback(ctx, backward.params)),
+            crossed_failure_handler(
+                caller_side, midcall_fallback(ctx, backward.params, part=backward.name)
+            ),
             label="caller",
         )
         callee_relay = await attach_media(
             ctx,
             callee_bridge,
             callee_side,
-            crossed_failure_handler(callee_side, midcall_fallback(ctx, forward.params)),
+            crossed_failure_handler(
+                callee_side, midcall_fallback(ctx, forward.params, part=forward.name)
+            ),
             label="callee",
         )
         return PreparedMedia(

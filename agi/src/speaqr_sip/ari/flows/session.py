@@ -100,9 +100,12 @@ async def _start(
     return processor
 
 
-async def open_processor(ctx: CallContext, params: SessionParams) -> Processor | None:
+async def open_processor(
+    ctx: CallContext, params: SessionParams, *, part: str = ""
+) -> Processor | None:
     """Start the call's processor (the user's own choice, else the configured one); on
-    Speaqr failure fall back or refuse (503)."""
+    Speaqr failure fall back or refuse (503). ``part``: the direction it serves, for the
+    call record (the ``call`` service has two)."""
     requested = ctx.variables.get("SPEAQR_PROCESSOR", "")
     choice = kind_for_call(ctx.config, requested)
     if choice.kind is None:
@@ -132,12 +135,12 @@ async def open_processor(ctx: CallContext, params: SessionParams) -> Processor |
             ctx.record.set_outcome("processor_failed", 503)
             return None
     ctx.on_teardown(f"processor {processor.name}", processor.close)
-    ctx.record.processor_used(processor.name)
-    ctx.log.info("processor %s started", processor.name)
+    ctx.record.processor_used(processor.name, part=part)
+    ctx.log.info("processor %s started%s", processor.name, f" ({part})" if part else "")
     return processor
 
 
-def midcall_fallback(ctx: CallContext, params: SessionParams) -> FailureHandler:
+def midcall_fallback(ctx: CallContext, params: SessionParams, *, part: str = "") -> FailureHandler:
     """A relay failure handler: switch to passthrough, or end the call, as configured."""
 
     async def handle(exc: ProcessorError) -> Processor | None:
@@ -146,12 +149,17 @@ def midcall_fallback(ctx: CallContext, params: SessionParams) -> FailureHandler:
             ctx.hangup_cause = CAUSE_CONGESTION
             ctx.record.set_outcome("processor_failed", 503)
             return None
-        ctx.log.warning("processor failed mid-call (%s): continuing with passthrough", exc)
+        ctx.log.warning(
+            "processor failed mid-call%s (%s): continuing with passthrough",
+            f" ({part})" if part else "",
+            exc,
+        )
         ctx.metrics.speaqr_fallbacks += 1
         replacement = create_processor(ctx.config, "passthrough")
         await replacement.start(params)
         ctx.on_teardown("processor passthrough (fallback)", replacement.close)
-        ctx.record.processor_used(replacement.name)
+        ctx.record.processor_used(replacement.name, part=part)
+        ctx.record.report_progress()
         return replacement
 
     return handle
