@@ -2,15 +2,18 @@
 
 from tests.audio.analysis import (
     Delay,
+    Handover,
     SegmentMatch,
     active_segment,
     band_energy_ratio,
     compare,
     dominant_frequency,
     estimate_delay,
+    handover,
     is_silent,
     rms_dbfs,
     segmented_match,
+    tone_timeline,
     ulaw,
 )
 from tests.audio.generate import (
@@ -26,12 +29,14 @@ from tests.audio.generate import (
 __all__ = [
     "RATE",
     "Delay",
+    "Handover",
     "SegmentMatch",
     "active_segment",
     "band_energy_ratio",
     "compare",
     "dominant_frequency",
     "estimate_delay",
+    "handover",
     "is_silent",
     "read_wav",
     "rms_dbfs",
@@ -39,6 +44,7 @@ __all__ = [
     "silence",
     "speech",
     "tone",
+    "tone_timeline",
     "tone_bursts",
     "ulaw",
     "write_wav",

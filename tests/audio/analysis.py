@@ -94,6 +94,56 @@ def band_energy_ratio(x: np.ndarray, rate: int, freq_hz: float, half_width_hz: f
     return float(power[band].sum() / total)
 
 
+def tone_timeline(
+    x: np.ndarray, rate: int, freqs: dict[str, float], frame_s: float = 0.05, share: float = 0.5
+) -> list[str | None]:
+    """Per ``frame_s`` frame, the name in ``freqs`` whose tone holds over ``share`` of the
+    frame's energy, or ``None`` (silence or something else)."""
+    x = np.asarray(x, dtype=float)
+    n = max(1, int(frame_s * rate))
+    out: list[str | None] = []
+    for start in range(0, len(x) - n + 1, n):
+        frame = x[start : start + n]
+        label = None
+        if not is_silent(frame, -40.0):
+            ratios = {name: band_energy_ratio(frame, rate, hz, half_width_hz=60.0) for name, hz in freqs.items()}
+            best = max(ratios, key=lambda k: ratios[k])
+            label = best if ratios[best] > share else None
+        out.append(label)
+    return out
+
+
+@dataclass(frozen=True)
+class Handover:
+    """From tone ``before`` to tone ``after`` in a timeline (seconds from the recording's start)."""
+
+    before_s: float  # how long ``before`` was heard in all
+    last_before_at_s: float | None
+    first_after_at_s: float | None  # the first ``after`` frame following the last ``before`` one
+    after_s: float  # how long ``after`` was heard after that
+    gap_s: float | None  # neither tone in between
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def handover(timeline: list[str | None], before: str, after: str, frame_s: float = 0.05) -> Handover:
+    """Where the audio changed from ``before`` to ``after`` and how long nothing of either played."""
+    befores = [i for i, label in enumerate(timeline) if label == before]
+    last = befores[-1] if befores else None
+    start = 0 if last is None else last + 1
+    afters = [i for i in range(start, len(timeline)) if timeline[i] == after]
+    first = afters[0] if afters else None
+    gap = None if last is None or first is None else round((first - last - 1) * frame_s, 3)
+    return Handover(
+        before_s=round(len(befores) * frame_s, 3),
+        last_before_at_s=None if last is None else round(last * frame_s, 3),
+        first_after_at_s=None if first is None else round(first * frame_s, 3),
+        after_s=round(len(afters) * frame_s, 3),
+        gap_s=gap,
+    )
+
+
 @dataclass(frozen=True)
 class Delay:
     """Result of ``estimate_delay``.

@@ -248,6 +248,7 @@ class CarrierProcess:
 
 _CALL_RECORD_COLUMNS = (
     "id",
+    "channel_id",
     "call_id",
     "username",
     "service",
@@ -259,6 +260,7 @@ _CALL_RECORD_COLUMNS = (
     "sip_status",
     "cause",
     "processor",
+    "processor_parts",
 )
 
 # Runs on the target as root: ARI GETs with the application's own credentials (read from its

@@ -15,6 +15,7 @@ from tests.audio import (
     compare,
     dominant_frequency,
     estimate_delay,
+    handover,
     is_silent,
     read_wav,
     rms_dbfs,
@@ -23,6 +24,7 @@ from tests.audio import (
     speech,
     tone,
     tone_bursts,
+    tone_timeline,
     ulaw,
     write_wav,
 )
@@ -283,3 +285,18 @@ def test_speech_is_8khz_mono_and_finds_itself(tmp_path):
     other, _ = read_wav(speech("a completely different sentence", tmp_path / "o.wav"))
     assert estimate_delay(x, delayed(other, 333), RATE).peak < 0.5
     assert segmented_match(x, delayed(ulaw(other), 333), RATE).matched_fraction < 0.1
+
+
+def test_a_handover_between_two_tones_measures_the_silence_between_them():
+    x = np.concatenate([tone(1300.0, 2.0), silence(0.6), tone(1000.0, 3.0)])
+    timeline = tone_timeline(x, RATE, {"processed": 1300.0, "raw": 1000.0})
+    h = handover(timeline, "processed", "raw")
+    assert h.gap_s == pytest.approx(0.6, abs=0.1)
+    assert h.before_s == pytest.approx(2.0, abs=0.1) and h.after_s == pytest.approx(3.0, abs=0.1)
+    assert h.last_before_at_s == pytest.approx(1.95, abs=0.1)
+
+
+def test_a_timeline_without_the_second_tone_has_no_handover():
+    x = np.concatenate([tone(1300.0, 1.0), silence(2.0)])
+    h = handover(tone_timeline(x, RATE, {"processed": 1300.0, "raw": 1000.0}), "processed", "raw")
+    assert h.first_after_at_s is None and h.gap_s is None and h.after_s == 0
