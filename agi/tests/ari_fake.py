@@ -118,8 +118,12 @@ class FakeAri:
             channel_id, state=state, app_name=app_name, app_data=app_data
         )
 
-    async def caller_hangs_up(self, channel_id: str) -> None:
-        await self.emit("ChannelHangupRequest", channel_id, cause=16)
+    async def caller_hangs_up(self, channel_id: str, *, by_asterisk: bool = False) -> None:
+        """The caller's BYE; ``by_asterisk``: Asterisk's own soft hangup (shutdown, timeout)."""
+        if by_asterisk:
+            await self.emit("ChannelHangupRequest", channel_id, cause=16, soft=True)
+        else:
+            await self.emit("ChannelHangupRequest", channel_id, cause=16)
         channel = self.channels.pop(channel_id, None)
         for members in self.bridges.values():
             members.discard(channel_id)

@@ -13,6 +13,7 @@ from ari_fake import PASSWORD, USERNAME, FakeAri, FakeChannel
 from speaqr_sip.ari.app import AriApplication
 from speaqr_sip.ari.call import CallContext
 from speaqr_sip.ari.flows import FLOWS, Flow
+from speaqr_sip.callrecords import MemorySink
 from speaqr_sip.config import parse_ari_config
 from speaqr_sip.rtp import RtpPacket
 
@@ -163,6 +164,22 @@ async def test_loopback_call_sequence_media_and_teardown_on_caller_hangup(runnin
         q.get("variable") for m, p, q in fake.requests if m == "GET" and p.endswith("/variable")
     ]
     assert set(AGI_OK) <= set(gets)
+
+
+@pytest.mark.parametrize(
+    ("by_asterisk", "cause"),
+    [(False, "normal"), (True, "asterisk_hangup")],
+    ids=["caller", "asterisk"],
+)
+async def test_the_record_tells_a_caller_hangup_from_asterisk_hanging_up(
+    running: Running, by_asterisk: bool, cause: str
+) -> None:
+    sink = MemorySink()
+    running.app.records = sink
+    await start_loopback_call(running.fake)
+    await running.fake.caller_hangs_up("1700000000.1", by_asterisk=by_asterisk)
+    await running.fake.wait_for(lambda: bool(sink.records))
+    assert [(r.cause, r.sip_status) for r in sink.records] == [(cause, 200)]
 
 
 async def test_media_channel_loss_hangs_up_the_caller(running: Running) -> None:

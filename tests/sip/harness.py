@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 TONE_HZ = 1000.0
 CLIENT_TIMEOUT_S = 90
+# Calls one client process holds at most (tests/sipclient --concurrent).
+MAX_CALLS_PER_CLIENT = 4
 
 
 class ClientError(RuntimeError):
@@ -192,11 +194,39 @@ class SipClient:
         held.wait_ready()
         return held
 
+    def hold_many(self, user: str, count: int, *extra: str, workdir: Path, **kw) -> list[HeldCall]:
+        """``count`` calls of ``user`` held at once, in as many client processes as it takes
+        (a client holds at most MAX_CALLS_PER_CLIENT); stop them with :func:`stop_all`."""
+        to = kw.pop("to", "loopback")
+        held: list[HeldCall] = []
+        try:
+            while count > 0:
+                n = min(count, MAX_CALLS_PER_CLIENT)
+                held.append(self.hold(user, to, "--concurrent", str(n), *extra, workdir=workdir, **kw))
+                count -= n
+        except BaseException:
+            stop_all(held)
+            raise
+        return held
+
+
+def calls_of(result: dict) -> list[dict]:
+    """The per-call results of a client run, whether it made one call or several."""
+    return result.get("calls", [result])
+
+
+def stop_all(held: list[HeldCall]) -> list[dict]:
+    """Signal every held client at once (their calls hang up together), then collect each result."""
+    for h in held:
+        h.signal()
+    return [h.stop() for h in held]
+
 
 class HeldCall:
     def __init__(self, proc: subprocess.Popen, ready: Path, out: Path, err: Path, cmd: list[str]):
         self.proc, self.ready, self.out, self.err, self.cmd = proc, ready, out, err, cmd
         self.state: dict | None = None
+        self.signalled = False
 
     def wait_ready(self, timeout: float = 30.0) -> dict:
         deadline = time.monotonic() + timeout
@@ -210,11 +240,16 @@ class HeldCall:
         result = self.stop()
         raise ClientError(f"held call never became ready: {json.dumps(result)[:2000]}")
 
+    def signal(self) -> None:
+        """SIGTERM the client once (only this process we started): it hangs its calls up."""
+        if self.proc.poll() is None and not self.signalled:
+            self.signalled = True
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 30.0) -> dict:
         """SIGTERM the client (only this process we started); it reports whether the call
         was still connected with RTP flowing at that moment, then hangs up."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        self.signal()
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -1,11 +1,19 @@
-"""Faults *during* live loopback calls: the ARI application is SIGKILLed while four calls are up.
+"""Faults *during* live loopback calls.
 
-systemd restarts it; on start-up it finds the channels and bridges the dead process left behind
-and ends them, so every caller gets a BYE within HANGUP_BOUND_S of the kill (never silence), no
-channel, bridge, relay socket or processor session stays, every call's record exists (written
-open at admission) and is closed with cause ``app_restart``, and the next call is served.
+- ARI application SIGKILLed while four calls are up: systemd restarts it; on start-up it finds
+  the channels and bridges the dead process left behind and ends them, so every caller gets a
+  BYE within HANGUP_BOUND_S of the kill (never silence), nothing stays, every call's record
+  exists (written open at admission) and is closed with cause ``app_restart``.
+- Asterisk restarted during two calls: the callers get a BYE at once, the application
+  reconnects (it is not restarted), closes both records with cause ``asterisk_hangup`` and keeps
+  no relay socket or processor session.
+- MariaDB stopped during two calls: the calls go on with their audio, nothing crashes, and
+  their records are written (closed, cause ``normal``) once MariaDB is back.
+- A burst: up to 20 calls of one user (the inventory's per-user limit caps it) hung up within
+  100 ms: nothing left, every record closed, the slots released.
 
-These tests kill the appliance's services: they restore them whatever happens.
+Each is followed by a served call. These tests kill the appliance's services: they restore them
+whatever happens.
 """
 
 from __future__ import annotations
@@ -17,13 +25,17 @@ import time
 import pytest
 
 from tests.sip.call_harness import Target
-from tests.sip.loopback import ARI_UNIT, LoopbackSetup, as_root, load_setup, wait_for_ari_app
+from tests.sip.harness import calls_of, stop_all
+from tests.sip.loopback import ARI_UNIT, LoopbackSetup, as_root, load_setup, templated, wait_for_ari_app
 
 CALLS = 4
 # systemd restarts the application after 1 s; it connects, lists what is left, waits 2 s for
 # StasisStart races and hangs the leftovers up: ~5 s here, 15 s under software emulation.
 HANGUP_BOUND_S = 20.0
 HOLD_BEFORE_KILL_S = 3.0
+# The burst: this many calls (at most the inventory's per-user loopback limit) hung up together.
+BURST_CALLS = 20
+BURST_WINDOW_MS = 100.0
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +94,119 @@ def test_killing_the_ari_application_during_four_calls_hangs_them_up_and_closes_
     sip_metrics.append(
         {"test": "ARI application SIGKILL during 4 loopback calls", "hung_up_after_s": round(ended_after, 2)}
     )
+
+
+def _hold_calls(sip, user: str, tmp_path, count: int):
+    held = sip.hold(user, "loopback", "--concurrent", str(count), workdir=tmp_path)
+    assert all(held.state["connected"]), f"not every call connected before the fault: {held.state}"
+    return held
+
+
+def test_restarting_asterisk_during_two_calls_ends_them_and_closes_their_records(
+    host, sip, setup, alice, tmp_path, sip_metrics
+):
+    target = Target(host)
+    held = _hold_calls(sip, alice, tmp_path, 2)
+    call_ids = held.state["call_ids"]
+    pid_before = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
+    time.sleep(HOLD_BEFORE_KILL_S)
+    restarted_at = time.monotonic()
+    with as_root(host):
+        host.check_output("systemctl restart asterisk.service")
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        held.proc.wait(timeout=HANGUP_BOUND_S)
+    ended_after = time.monotonic() - restarted_at
+    result = held.stop()
+    assert result.get("stopped_by") == "all calls ended", f"the callers were not hung up by the restart: {result}"
+    for call in result["calls"]:
+        assert call["status"] == 200 and call["ended_by"] == "remote", f"not hung up by the appliance: {call}"
+
+    rows = target.wait_call_records(call_ids)
+    closed = {cid: r[-1] for cid, r in rows.items()}
+    assert sorted(closed) == sorted(call_ids) and all(len(r) == 1 for r in rows.values()), rows
+    for cid, row in closed.items():
+        assert (row["cause"], row["sip_status"]) == ("asterisk_hangup", "200") and row["ended_at"], f"{cid}: {row}"
+    wait_for_ari_app(host, setup)
+    left = target.wait_clean()
+    assert left == {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}, left
+    pid_after = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
+    assert pid_after == pid_before, "the ARI application restarted instead of reconnecting"
+    after = sip.call(alice, "loopback", "--duration", "1")
+    assert after.get("status") == 200 and after.get("connected"), f"no call served after the restart: {after}"
+    sip_metrics.append({"test": "Asterisk restarted during 2 loopback calls", "hung_up_after_s": round(ended_after, 2)})
+
+
+def test_stopping_mariadb_during_two_calls_keeps_them_up_and_their_records_are_written_once_it_is_back(
+    host, sip, setup, alice, tmp_path, sip_metrics
+):
+    target = Target(host)
+    held = _hold_calls(sip, alice, tmp_path, 2)
+    call_ids = held.state["call_ids"]
+    pid_before = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
+    try:
+        with as_root(host):
+            host.check_output("systemctl stop mariadb.service")
+        time.sleep(HOLD_BEFORE_KILL_S)
+        result = held.stop()
+    finally:
+        with as_root(host):
+            host.check_output("systemctl start mariadb.service")
+    started_at = time.monotonic()
+    for call in result["calls"]:
+        assert call["status"] == 200 and call["ended_by"] == "local", (
+            f"a call did not last while MariaDB was down: {call}"
+        )
+    for at_stop in result["at_stop"]:
+        assert at_stop["connected"] and at_stop["rtp_flowing"], f"audio stopped while MariaDB was down: {result}"
+    rows = target.wait_call_records(call_ids, timeout=60)
+    written_after = time.monotonic() - started_at
+    assert sorted(rows) == sorted(call_ids), f"records lost while MariaDB was down: {rows}"
+    deadline = time.monotonic() + 60
+    while any(r[-1]["cause"] != "normal" for r in rows.values()) and time.monotonic() < deadline:
+        time.sleep(1)
+        rows = target.wait_call_records(call_ids)
+    for cid, r in rows.items():
+        assert len(r) == 1 and (r[0]["cause"], r[0]["sip_status"]) == ("normal", "200"), f"{cid}: {r}"
+        assert r[0]["ended_at"] is not None
+    pid_after = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
+    assert pid_after == pid_before, "the ARI application restarted while MariaDB was down"
+    after = sip.call(alice, "loopback", "--duration", "1")
+    assert after.get("status") == 200 and after.get("connected"), f"no call served after MariaDB came back: {after}"
+    sip_metrics.append(
+        {"test": "MariaDB stopped during 2 loopback calls", "records_complete_after_restart_s": round(written_after, 2)}
+    )
+
+
+def test_twenty_calls_hung_up_within_100_ms_leave_nothing_behind_and_are_all_recorded(
+    host, sip, setup, alice, tmp_path, sip_metrics
+):
+    target = Target(host)
+    per_user = int(templated(host, "speaqr_ari_loopback_max_calls_per_user") or 0)
+    count = min(BURST_CALLS, per_user)
+    if count < 2:
+        pytest.skip(f"the per-user loopback limit ({per_user}) holds no burst")
+    held = sip.hold_many(alice, count, workdir=tmp_path)
+    try:
+        for h in held:
+            assert all(h.state["connected"]), f"not every call connected: {h.state}"
+        call_ids = [cid for h in held for cid in h.state["call_ids"]]
+        time.sleep(2.0)
+    finally:
+        results = stop_all(held)
+    calls = [c for r in results for c in calls_of(r)]
+    assert len(calls) == count and all(c["status"] == 200 and c["ended_by"] == "local" for c in calls), calls
+    ends = [c["disconnected_at_ms"] for c in calls]
+    spread_ms = max(ends) - min(ends)
+    assert spread_ms < BURST_WINDOW_MS, f"the hangups were spread over {spread_ms:.0f} ms, not one burst"
+
+    left = target.wait_clean()
+    assert left == {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}, left
+    rows = target.wait_call_records(call_ids, timeout=30)
+    assert sorted(rows) == sorted(call_ids), f"records missing: {sorted(set(call_ids) - set(rows))}"
+    for cid, r in rows.items():
+        assert len(r) == 1 and (r[0]["cause"], r[0]["sip_status"]) == ("normal", "200") and r[0]["ended_at"], (
+            f"{cid}: {r}"
+        )
+    after = sip.call(alice, "loopback", "--duration", "1")
+    assert after.get("status") == 200, f"the slots were not released by the burst: {after}"
+    sip_metrics.append({"test": f"{count} loopback calls hung up at once", "hangup_spread_ms": round(spread_ms, 1)})

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sip.harness import _templated
+from tests.sip.harness import _templated, stop_all
 from tests.sip.loopback import LoopbackSetup, leftovers, load_setup, log_lines
 
 # Holding more than this many calls from the test host is not a test of the limit any more.
-MAX_HELD = 8
+MAX_HELD = 24
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,15 @@ def test_a_call_past_the_per_user_limit_is_refused_403_and_the_held_calls_go_on(
     user = setup.passthrough_user
     if user is None or not 1 <= limits["per_user"] <= MAX_HELD:
         pytest.skip(f"per-user limit {limits['per_user']} not testable here")
-    held = sip.hold(user, "loopback", "--concurrent", str(limits["per_user"]), workdir=tmp_path)
+    held = sip.hold_many(user, limits["per_user"], workdir=tmp_path)
     try:
-        assert all(held.state["connected"]), f"calls within the limit were not connected: {held.state}"
+        for h in held:
+            assert all(h.state["connected"]), f"calls within the limit were not connected: {h.state}"
         refused_by_policy(sip, host, user, "user_limit")
     finally:
-        result = held.stop()
-    assert all(c["rtp_flowing"] for c in result["at_stop"]), f"held calls lost their audio: {result['at_stop']}"
+        results = stop_all(held)
+    at_stop = [a for r in results for a in (r["at_stop"] if isinstance(r["at_stop"], list) else [r["at_stop"]])]
+    assert all(a["rtp_flowing"] for a in at_stop), f"held calls lost their audio: {at_stop}"
     assert leftovers(host, setup) == {"channels": [], "bridges": []}
     after = sip.call(user, "loopback", "--duration", "0.5")
     assert after.get("status") == 200, f"no call served once the held calls ended: {after}"
@@ -71,12 +73,12 @@ def test_a_call_past_the_total_limit_is_refused_403(host, sip, sip_target, setup
     held = []
     try:
         for user, n in plan:
-            call = sip.hold(user, "loopback", "--concurrent", str(n), workdir=tmp_path)
-            held.append(call)
-            assert all(call.state["connected"]), f"{user}'s calls within the limits were not connected"
+            calls = sip.hold_many(user, n, workdir=tmp_path)
+            held.extend(calls)
+            for call in calls:
+                assert all(call.state["connected"]), f"{user}'s calls within the limits were not connected"
         refused_by_policy(sip, host, spare, "total_limit")
     finally:
-        for call in held:
-            call.stop()
+        stop_all(held)
     after = sip.call(spare, "loopback", "--duration", "0.5")
     assert after.get("status") == 200, f"no call served once the held calls ended: {after}"

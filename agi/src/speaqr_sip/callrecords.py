@@ -30,9 +30,10 @@ dial failure), ``policy`` (403: destination not allowed or a concurrency limit),
 ``processor_failed`` (Speaqr failed and ``[processor] fallback = "hangup"``),
 ``max_duration``, ``unchecked`` (reached Stasis without a passed AGI check), ``error``
 (internal or ARI failure, 503), ``shutdown``, ``in_progress`` (open row: the call is not over),
-``app_restart`` (the application died during the call; the next run closed the row: 200 if it
-was answered, else 503); AGI refusals use the refusal reason (``missing_header``,
-``origin_mismatch``, ``unknown_user``, ...).
+``asterisk_hangup`` (Asterisk hung the caller up itself: a shutdown or restart, an operator,
+the absolute timeout), ``app_restart`` (the application died during the call; the next run
+closed the row: 200 if it was answered, else 503); AGI refusals use the refusal reason
+(``missing_header``, ``origin_mismatch``, ``unknown_user``, ...).
 """
 
 import asyncio
@@ -127,6 +128,7 @@ UPSERT_SQL = (
 )
 CAUSE_IN_PROGRESS = "in_progress"
 CAUSE_APP_RESTART = "app_restart"
+CAUSE_ASTERISK_HANGUP = "asterisk_hangup"
 # Rows an earlier run left open: started before this run, never ended.
 CLOSE_STALE_SQL = (
     "UPDATE call_records SET sip_status = IF(answered_at IS NULL, 503, 200), "

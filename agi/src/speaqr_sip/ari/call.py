@@ -9,7 +9,7 @@ from typing import Any
 from speaqr_sip.ari.client import AriClient, AriError
 from speaqr_sip.ari.metrics import AppMetrics
 from speaqr_sip.ari.services import CallServices
-from speaqr_sip.callrecords import CallAttempt, utcnow
+from speaqr_sip.callrecords import CAUSE_ASTERISK_HANGUP, CallAttempt, utcnow
 from speaqr_sip.causes import CAUSE_NORMAL_CLEARING
 from speaqr_sip.config import AriAppConfig
 
@@ -123,6 +123,10 @@ class CallContext:
         if channel_id in self._passive:
             return
         if channel_id == self.channel_id:
+            if kind == "ChannelHangupRequest" and event.get("soft") and not self.ended.is_set():
+                # Asterisk itself hangs the caller up (shutdown or restart, an operator's
+                # "channel request hangup", the dialplan's absolute timeout): not the caller.
+                self.record.set_outcome(CAUSE_ASTERISK_HANGUP)
             self.caller_gone = True
             self.end(f"caller {kind}")
         else:
