@@ -182,6 +182,17 @@ async def test_the_record_tells_a_caller_hangup_from_asterisk_hanging_up(
     assert [(r.cause, r.sip_status) for r in sink.records] == [(cause, 200)]
 
 
+async def test_asterisk_hanging_up_the_media_channel_first_is_recorded_as_asterisk_hangup(
+    running: Running,
+) -> None:
+    sink = MemorySink()
+    running.app.records = sink
+    media = await start_loopback_call(running.fake)
+    await running.fake.emit("ChannelHangupRequest", media.id, cause=4, soft=True)
+    await running.fake.wait_for(lambda: bool(sink.records))
+    assert [(r.cause, r.sip_status) for r in sink.records] == [("asterisk_hangup", 200)]
+
+
 async def test_media_channel_loss_hangs_up_the_caller(running: Running) -> None:
     fake = running.fake
     media = await start_loopback_call(fake)
@@ -217,6 +228,8 @@ async def test_shutdown_hangs_up_active_calls(running: Running) -> None:
 
 async def test_reconnects_and_drops_calls_whose_channel_vanished(running: Running) -> None:
     fake = running.fake
+    sink = MemorySink()
+    running.app.records = sink
     await start_loopback_call(fake)
     # Asterisk restarts: the websocket drops and every channel is gone.
     for channel in list(fake.channels.values()):
@@ -227,6 +240,8 @@ async def test_reconnects_and_drops_calls_whose_channel_vanished(running: Runnin
     await fake.drop_websockets()
     await fake.wait_for(lambda: fake.ws_connects >= 2)
     await fake.wait_for(lambda: not running.app.routes)
+    await fake.wait_for(lambda: bool(sink.records))
+    assert [(r.cause, r.sip_status) for r in sink.records] == [("asterisk_hangup", 200)]
     # New calls work after the reconnection.
     media = await start_loopback_call(fake, "1700000001.2")
     echoed = await echo_through(media, [b"\x05" * 160])

@@ -1,17 +1,25 @@
 """The loopback service's abuse limits with real clients: past the per-user limit and past the
 total limit a loopback call is refused 403 with a log line carrying its Call-ID, the calls in
 progress keep their audio, and once they end the next call is served. The limits come from the
-host's inventory (speaqr_ari_loopback_max_calls_per_user / _total)."""
+host's inventory (speaqr_ari_loopback_max_calls_per_user / _total). A call that lasts past
+speaqr_ari_loopback_max_call_duration is hung up (record cause max_duration)."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+
 import pytest
 
+from tests.sip.call_harness import Target
 from tests.sip.harness import _templated, stop_all
 from tests.sip.loopback import LoopbackSetup, leftovers, load_setup, log_lines
 
 # Holding more than this many calls from the test host is not a test of the limit any more.
 MAX_HELD = 24
+# A maximum duration longer than this is not waited for (the lab's nspawn target sets 60 s).
+MAX_WAITED_DURATION_S = 120.0
+DURATION_SLACK_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +90,26 @@ def test_a_call_past_the_total_limit_is_refused_403(host, sip, sip_target, setup
         stop_all(held)
     after = sip.call(spare, "loopback", "--duration", "0.5")
     assert after.get("status") == 200, f"no call served once the held calls ended: {after}"
+
+
+def test_a_loopback_call_past_its_maximum_duration_is_hung_up(host, sip, setup, tmp_path):
+    user = setup.passthrough_user
+    limit = _templated(host, "speaqr_ari_loopback_max_call_duration")
+    if user is None or limit is None or not 0 < float(limit) <= MAX_WAITED_DURATION_S:
+        pytest.skip(f"maximum loopback duration {limit} s: longer than this suite waits")
+    limit = float(limit)
+    held = sip.hold(user, "loopback", workdir=tmp_path)
+    try:
+        assert all(held.state["connected"]), held.state
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            held.proc.wait(timeout=limit + DURATION_SLACK_S)
+    finally:
+        result = held.stop()
+    assert result.get("stopped_by") == "all calls ended" and result["ended_by"] == "remote", (
+        f"the call was not hung up by the appliance within {limit + DURATION_SLACK_S} s: {result}"
+    )
+    assert limit - DURATION_SLACK_S <= result["duration_s"] <= limit + DURATION_SLACK_S, result
+    rows = Target(host).wait_call_records([result["call_id"]])[result["call_id"]]
+    assert [(r["cause"], r["sip_status"]) for r in rows] == [("max_duration", "200")], rows
+    after = sip.call(user, "loopback", "--duration", "0.5")
+    assert after.get("status") == 200, f"no call served after the hung-up call: {after}"

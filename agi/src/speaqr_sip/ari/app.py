@@ -14,7 +14,7 @@ from speaqr_sip.ari.flows import FLOWS, Flow
 from speaqr_sip.ari.leftovers import LeftoverSweep, sweep_limit
 from speaqr_sip.ari.metrics import AppMetrics
 from speaqr_sip.ari.services import CallServices, record_sink
-from speaqr_sip.callrecords import RecordSink
+from speaqr_sip.callrecords import CAUSE_ASTERISK_HANGUP, RecordSink
 from speaqr_sip.causes import CAUSE_CONGESTION
 from speaqr_sip.config import AriAppConfig
 from speaqr_sip.processors import selected_kind
@@ -119,6 +119,7 @@ class AriApplication:
                 ctx.log.warning("could not check the channel after reconnecting: %s", exc)
                 continue
             if alive is None:
+                ctx.record.set_outcome(CAUSE_ASTERISK_HANGUP)  # Asterisk lost it (crash, restart)
                 ctx.end("channel vanished while ARI was disconnected", caller_gone=True)
                 continue
             await self._reconcile_watched(ctx)

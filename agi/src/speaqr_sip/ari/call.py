@@ -122,11 +122,11 @@ class CallContext:
         channel_id = (event.get("channel") or {}).get("id")
         if channel_id in self._passive:
             return
+        if kind == "ChannelHangupRequest" and event.get("soft") and not self.ended.is_set():
+            # Asterisk itself hangs one of the call's channels up (shutdown or restart, an
+            # operator's "channel request hangup", the dialplan's absolute timeout).
+            self.record.set_outcome(CAUSE_ASTERISK_HANGUP)
         if channel_id == self.channel_id:
-            if kind == "ChannelHangupRequest" and event.get("soft") and not self.ended.is_set():
-                # Asterisk itself hangs the caller up (shutdown or restart, an operator's
-                # "channel request hangup", the dialplan's absolute timeout): not the caller.
-                self.record.set_outcome(CAUSE_ASTERISK_HANGUP)
             self.caller_gone = True
             self.end(f"caller {kind}")
         else:
