@@ -70,6 +70,19 @@ def sip_user(sip_target) -> str:
     return sip_target.first_user
 
 
+@pytest.fixture(scope="module")
+def served_after(sip, sip_target):
+    """Call it after a refused or abusive input: a normal loopback call of the first user must
+    still be served right after (bad input loses nothing)."""
+
+    def check() -> dict:
+        r = sip.call(sip_target.first_user, "loopback", "--duration", "0.5")
+        assert r.get("status") == 200 and r.get("connected"), f"no normal call served right after: {r}"
+        return r
+
+    return check
+
+
 @pytest.fixture(scope="session")
 def audio_files(tmp_path_factory) -> dict[str, Path]:
     """The test signals as 8 kHz mono 16-bit WAV files: 1 kHz tone bursts and a spoken phrase."""

@@ -36,12 +36,14 @@ def _invite(call_settings, sip_target, source_port: int, extension: str, user: s
 
 
 @pytest.mark.parametrize("extension", SERVICES)
-def test_invite_from_the_carrier_is_refused(call_settings, sip_target, sip_user, extension):
+def test_invite_from_the_carrier_is_refused(call_settings, sip_target, sip_user, extension, served_after):
     # Not the `carrier` fixture: this test sends from the carrier's own address and port.
     r = _invite(call_settings, sip_target, call_settings.carrier_port, extension, sip_user)
     assert r["status"] == 403 and not r["connected"], r
+    served_after()
 
 
-def test_invite_from_another_port_is_only_challenged(call_settings, sip_target, sip_user):
+def test_invite_from_another_port_is_only_challenged(call_settings, sip_target, sip_user, served_after):
     r = _invite(call_settings, sip_target, call_settings.carrier_port + 1, "loopback", sip_user)
     assert r["status"] in (401, 403, 407) and not r["connected"], r
+    served_after()

@@ -39,7 +39,7 @@ def test_x_dial_overrides_the_dialled_number(caller, carrier, passthrough_user, 
     ids=["busy-486", "rejected-403", "not-found-404"],
 )
 def test_callee_refusal_reaches_the_caller(
-    caller, carrier, passthrough_user, call_settings, target, suffix, status, cause
+    caller, carrier, passthrough_user, call_settings, target, suffix, status, cause, served_after
 ):
     destination = call_settings.allowed_number(suffix)
     mark = carrier.mark()
@@ -52,9 +52,12 @@ def test_callee_refusal_reaches_the_caller(
     assert r["disconnected_at_ms"] - r["invites_sent_at_ms"][-1] < 3000, r
     row = _record(target, r)
     assert (row["sip_status"], row["cause"], row["answered_at"]) == (str(status), cause, None), row
+    served_after()
 
 
-def test_no_answer_gives_480_within_the_answer_timeout(caller, carrier, passthrough_user, call_settings, target):
+def test_no_answer_gives_480_within_the_answer_timeout(
+    caller, carrier, passthrough_user, call_settings, target, served_after
+):
     destination = call_settings.allowed_number("0480")
     timeout = call_settings.answer_timeout
     mark = carrier.mark()
@@ -66,6 +69,7 @@ def test_no_answer_gives_480_within_the_answer_timeout(caller, carrier, passthro
     assert c["hung_up_by"] == "remote" and c["final_status"] == 487, f"the carrier leg was not cancelled: {c}"
     row = _record(target, r)
     assert (row["sip_status"], row["cause"]) == ("480", "no_answer"), row
+    served_after()
 
 
 @pytest.mark.parametrize(
@@ -73,7 +77,9 @@ def test_no_answer_gives_480_within_the_answer_timeout(caller, carrier, passthro
     [("34911234567", None), ("+3491", None), ("+34911234567890123", None), ("+34abc123456", None), (None, "12345")],
     ids=["no-plus", "too-short", "too-long", "letters", "bad-x-dial"],
 )
-def test_malformed_number_gives_484(caller, carrier, passthrough_user, call_settings, target, destination, dial):
+def test_malformed_number_gives_484(
+    caller, carrier, passthrough_user, call_settings, target, destination, dial, served_after
+):
     destination = destination or call_settings.allowed_number()
     mark = carrier.mark()
     r = caller.dial(passthrough_user, destination, "--duration", "0.5", dial=dial)
@@ -82,6 +88,7 @@ def test_malformed_number_gives_484(caller, carrier, passthrough_user, call_sett
     assert row["sip_status"] == "484", row
     assert row["cause"] in ("invalid_number", "malformed_number"), row
     assert carrier.calls_since(mark) == [], "a malformed number reached the carrier"
+    served_after()
 
 
 def _not_allowed(call_settings) -> str:
@@ -99,7 +106,9 @@ def _blocked(call_settings) -> str:
 
 
 @pytest.mark.parametrize("kind", ["not-allowed", "blocked", "not-allowed-x-dial"])
-def test_destination_outside_the_policy_gives_403(caller, carrier, passthrough_user, call_settings, target, kind):
+def test_destination_outside_the_policy_gives_403(
+    caller, carrier, passthrough_user, call_settings, target, kind, served_after
+):
     from tests.sip.call_harness import number
 
     allowed = call_settings.allowed_number()
@@ -115,3 +124,4 @@ def test_destination_outside_the_policy_gives_403(caller, carrier, passthrough_u
     row = _record(target, r)
     assert (row["sip_status"], row["cause"]) in {("403", "policy"), ("403", "destination_not_allowed")}, row
     assert carrier.calls_since(mark) == [], "a forbidden destination reached the carrier"
+    served_after()

@@ -192,15 +192,18 @@ def _assert_refused(host, r: dict, status: int, reason: str) -> list[str]:
 
 @pytest.mark.parametrize(("case", "to", "headers", "status", "reason"), REFUSALS, ids=[c[0] for c in REFUSALS])
 def test_refusal_has_its_status_and_a_log_line_with_the_call_id(
-    sip, alice, other_user, host, case, to, headers, status, reason, sip_metrics
+    sip, alice, other_user, host, case, to, headers, status, reason, sip_metrics, served_after
 ):
     r = sip.call(alice, to, "--duration", "0.5", headers=_fill(headers, alice, other_user))
     _assert_refused(host, r, status, reason)
     sip_metrics.append({"test": f"refusal {case}", "status": r["status"]})
+    served_after()
 
 
 @pytest.mark.parametrize("header", ["X-Origin", "X-Destination"])
-def test_a_header_sent_twice_is_refused_400_even_with_the_own_name_first(sip, alice, other_user, host, header):
+def test_a_header_sent_twice_is_refused_400_even_with_the_own_name_first(
+    sip, alice, other_user, host, header, served_after
+):
     second = other_user if header == "X-Origin" else "other"
     r = sip.call(
         alice,
@@ -212,9 +215,10 @@ def test_a_header_sent_twice_is_refused_400_even_with_the_own_name_first(sip, al
         headers={"X-Origin": alice, "X-Destination": "test"},
     )
     _assert_refused(host, r, 400, "duplicate_header")
+    served_after()
 
 
-def test_disabled_user_is_refused_403(sip, setup, host):
+def test_disabled_user_is_refused_403(sip, setup, host, served_after):
     if not setup.disabled:
         pytest.skip("no disabled user in this inventory")
     user, password = next(iter(setup.disabled.items()))
@@ -223,12 +227,14 @@ def test_disabled_user_is_refused_403(sip, setup, host):
     )
     assert r.get("register", {}).get("ok"), f"the disabled user {user} can still register: {r}"
     _assert_refused(host, r, 403, "user_disabled")
+    served_after()
 
 
-def test_call_without_registering_first_is_refused_403(sip, alice, host):
+def test_call_without_registering_first_is_refused_403(sip, alice, host, served_after):
     wait_until_unregistered(host, alice)
     r = sip.call(alice, "loopback", "--no-register", "--duration", "0.5")
     _assert_refused(host, r, 403, "not_registered")
+    served_after()
 
 
 def test_bad_input_left_the_users_table_alone(host, setup, sip_target):

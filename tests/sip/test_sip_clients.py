@@ -53,19 +53,21 @@ def test_register_over_tls_verified_against_lab_ca(sip, sip_target):
         assert r["tcp_nodelay"] is True
 
 
-def test_register_with_wrong_password_is_refused(sip, sip_user):
+def test_register_with_wrong_password_is_refused(sip, sip_user, served_after):
     r = sip.register(sip_user, password="definitely-not-the-password")
     assert not r["ok"], r
     assert r["status"] in (401, 403), r
+    served_after()
 
 
-def test_register_of_unknown_user_is_refused(sip):
+def test_register_of_unknown_user_is_refused(sip, served_after):
     r = sip.register("no-such-user-qa", password="whatever")
     assert not r["ok"], r
     assert r["status"] in (401, 403, 404), r
+    served_after()
 
 
-def test_client_not_trusting_the_server_ca_cannot_register(sip, sip_user, tmp_path):
+def test_client_not_trusting_the_server_ca_cannot_register(sip, sip_user, tmp_path, served_after):
     key, crt = tmp_path / "other-ca.key", tmp_path / "other-ca.crt"
     subprocess.run(
         [
@@ -92,21 +94,24 @@ def test_client_not_trusting_the_server_ca_cannot_register(sip, sip_user, tmp_pa
     assert r["status"] in TLS_FAILURE_CODES, r
     errors = _tls_errors(r) + " " + r.get("reason", "")
     assert "ECERTVERIF" in errors or "untrusted" in errors.lower(), r
+    served_after()
 
 
 # --- refused offers ------------------------------------------------------------------
 
 
-def test_call_offering_plain_rtp_is_refused_488(sip, sip_user):
+def test_call_offering_plain_rtp_is_refused_488(sip, sip_user, served_after):
     r = sip.call(sip_user, "loopback", "--srtp", "disabled", "--duration", "0.5")
     assert r["status"] == 488, r
     assert not r["connected"]
+    served_after()
 
 
-def test_call_offering_only_pcma_is_refused_488(sip, sip_user):
+def test_call_offering_only_pcma_is_refused_488(sip, sip_user, served_after):
     r = sip.call(sip_user, "loopback", "--codec", "PCMA", "--duration", "0.5")
     assert r["status"] == 488, r
     assert not r["connected"]
+    served_after()
 
 
 # --- loopback audio --------------------------------------------------------------------

@@ -57,15 +57,17 @@ def test_a_tls_1_2_client_with_ecdhe_rsa_aes_gcm_gets_in(sip_target, method, sui
         "AES256-SHA",  # neither
     ],
 )
-def test_tls_1_2_suites_that_are_not_forward_secret_aead_are_refused(sip_target, suite):
+def test_tls_1_2_suites_that_are_not_forward_secret_aead_are_refused(sip_target, suite, served_after):
     ok, out = s_client(sip_target, "-tls1_2", "-cipher", suite)
     assert not ok, f"{suite} was accepted:\n{out}"
+    served_after()
 
 
 @pytest.mark.parametrize("version", ["-tls1", "-tls1_1"])
-def test_tls_older_than_1_2_is_refused(sip_target, version):
+def test_tls_older_than_1_2_is_refused(sip_target, version, served_after):
     # SECLEVEL=0 so that the refusal is the server's, not this client's own OpenSSL policy.
     ok, out = s_client(sip_target, version, "-cipher", "DEFAULT:@SECLEVEL=0")
     assert not ok, f"{version} was accepted:\n{out}"
     # The client did offer it (its own configuration did not stop it before the ClientHello).
     assert "no protocols available" not in out, out
+    served_after()
