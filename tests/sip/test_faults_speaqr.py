@@ -96,7 +96,8 @@ def test_speaqr_failing_mid_call_hands_the_call_to_passthrough_within_the_bound(
     parts = rows[0]["processor_parts"].split()
     assert [p.split("@")[0] for p in parts] == ["speaqr", "passthrough"], rows[0]
     switched_after = float(parts[1].split("@")[1]) - float(parts[0].split("@")[1])
-    assert BEFORE_FAULT_S - 0.5 <= switched_after <= BEFORE_FAULT_S + SILENCE_BOUND_S + 1.0, rows[0]
+    # From Speaqr's start (before the answer) to the switch: the fault, 3 s after the call connected.
+    assert BEFORE_FAULT_S - 0.5 <= switched_after <= BEFORE_FAULT_S + SILENCE_BOUND_S + 3.0, rows[0]
     channel = rows[0]["channel_id"]
     assert log_lines(host, f"channel={channel} processor failed mid-call", also="continuing with passthrough"), (
         f"the switch of channel {channel} was not logged"
