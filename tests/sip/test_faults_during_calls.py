@@ -7,6 +7,9 @@
 - Asterisk restarted during two calls: the callers get a BYE at once, the application
   reconnects (it is not restarted), closes both records with cause ``asterisk_hangup`` and keeps
   no relay socket or processor session.
+- Asterisk SIGKILLed during two calls: no BYE can reach the callers (their dialogs died with the
+  process); systemd restarts Asterisk, the application reconnects, closes both records
+  (``asterisk_hangup``) and keeps no relay socket or processor session.
 - MariaDB stopped during two calls: the calls go on with their audio, nothing crashes, and
   their records are written (closed, cause ``normal``) once MariaDB is back.
 - A burst: up to 20 calls of one user (the inventory's per-user limit caps it) hung up within
@@ -134,6 +137,52 @@ def test_restarting_asterisk_during_two_calls_ends_them_and_closes_their_records
     after = sip.call(alice, "loopback", "--duration", "1")
     assert after.get("status") == 200 and after.get("connected"), f"no call served after the restart: {after}"
     sip_metrics.append({"test": "Asterisk restarted during 2 loopback calls", "hung_up_after_s": round(ended_after, 2)})
+
+
+def test_killing_asterisk_during_two_calls_closes_their_records_and_leaves_no_relay(
+    host, sip, setup, alice, tmp_path, sip_metrics
+):
+    """Nobody can send the callers a BYE (the process holding their dialogs is gone); what must
+    hold is the application's side: it reconnects to the restarted Asterisk, closes both records
+    (``asterisk_hangup``) and keeps no relay socket or processor session."""
+    target = Target(host)
+    held = _hold_calls(sip, alice, tmp_path, 2)
+    call_ids = held.state["call_ids"]
+    pid_before = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
+    time.sleep(HOLD_BEFORE_KILL_S)
+    try:
+        with as_root(host):
+            host.check_output("systemctl kill -s KILL asterisk.service")
+        killed_at = time.monotonic()
+        wait_for_ari_app(host, setup)
+        back_after = time.monotonic() - killed_at
+        rows = target.wait_call_records(call_ids)
+        deadline = time.monotonic() + HANGUP_BOUND_S
+        while any(r[-1]["ended_at"] is None for r in rows.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            rows = target.wait_call_records(call_ids)
+        closed_after = time.monotonic() - killed_at
+        left = target.wait_clean()
+    finally:
+        result = held.stop()
+        with as_root(host):
+            host.run("systemctl start asterisk.service")  # whatever happened above
+    assert sorted(rows) == sorted(call_ids) and all(len(r) == 1 for r in rows.values()), rows
+    for cid, r in rows.items():
+        assert (r[0]["cause"], r[0]["sip_status"]) == ("asterisk_hangup", "200") and r[0]["ended_at"], f"{cid}: {r}"
+    assert left == {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}, left
+    pid_after = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
+    assert pid_after == pid_before, "the ARI application restarted instead of reconnecting"
+    after = sip.call(alice, "loopback", "--duration", "1")
+    assert after.get("status") == 200 and after.get("connected"), f"no call served after Asterisk came back: {after}"
+    sip_metrics.append(
+        {
+            "test": "Asterisk SIGKILLed during 2 loopback calls",
+            "asterisk_back_after_s": round(back_after, 2),
+            "records_closed_after_s": round(closed_after, 2),
+            "callers_rtp_at_stop": [a["rtp_flowing"] for a in result["at_stop"]],
+        }
+    )
 
 
 def test_stopping_mariadb_during_two_calls_keeps_them_up_and_their_records_are_written_once_it_is_back(
