@@ -1,6 +1,7 @@
 """The ARI application against the fake ARI: REST call sequence, media, teardown, recovery."""
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -301,3 +302,67 @@ async def test_caller_hangup_during_setup_leaves_nothing_behind(running: Running
     await fake.wait_for(lambda: not running.app.routes)
     await asyncio.sleep(0.1)
     assert not fake.bridges and not fake.media_channels()
+
+
+# --- the admin endpoint -------------------------------------------------------------------
+
+ADMIN = {"metrics": {"listen": "127.0.0.1:0", "username": "scraper", "password": "scrape-secret"}}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def sample(text: str, series: str) -> float:
+    """The value of one exposition line (``name{labels}``), 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def scrape(running: Running, path: str = "/metrics", **kw: Any) -> tuple[int, str]:
+    url = f"http://127.0.0.1:{running.app.admin.port}{path}"
+    async with aiohttp.ClientSession() as session, session.get(url, **kw) as r:
+        return r.status, await r.text()
+
+
+@pytest.mark.app_config(ADMIN)
+async def test_a_call_moves_the_exposed_counters(running: Running) -> None:
+    auth = basic("scraper", "scrape-secret")
+    status, before = await scrape(running, headers=auth)
+    assert status == 200
+    media = await start_loopback_call(running.fake)
+    await echo_through(media, [b"\x01" * 160] * 3)
+    _, during = await scrape(running, headers=auth)
+    assert sample(during, 'speaqr_ari_active_calls{service="loopback"}') == 1
+    assert sample(during, 'speaqr_ari_processors_in_use{processor="passthrough"}') == 1
+    assert sample(during, 'speaqr_ari_call_setup_seconds_count{service="loopback"}') == 1
+    await running.fake.caller_hangs_up("1700000000.1")
+    await running.fake.wait_for(lambda: not running.app.routes)
+    _, after = await scrape(running, headers=auth)
+    assert (
+        sample(after, "speaqr_ari_calls_started_total")
+        == sample(before, "speaqr_ari_calls_started_total") + 1
+    )
+    assert sample(after, 'speaqr_ari_active_calls{service="loopback"}') == 0
+    assert sample(after, 'speaqr_ari_relay_packets_total{kind="received"}') >= 3
+    assert sample(after, "speaqr_ari_ari_connected") == 1
+    assert "process_open_fds " in after
+
+
+@pytest.mark.app_config(ADMIN)
+async def test_metrics_need_the_credentials_and_health_does_not(running: Running) -> None:
+    assert (await scrape(running))[0] == 401
+    assert (await scrape(running, headers=basic("scraper", "wrong")))[0] == 401
+    status, body = await scrape(running, "/health/ready")
+    assert status == 200 and '"ari": true' in body and '"database": true' in body
+    assert (await scrape(running, "/health/live"))[0] == 200
+
+
+@pytest.mark.app_config(ADMIN)
+async def test_not_ready_while_the_ari_websocket_is_down(running: Running) -> None:
+    await running.fake.stop()
+    await asyncio.sleep(0.3)
+    status, body = await scrape(running, "/health/ready")
+    assert status == 503 and '"ari": false' in body, body

@@ -302,6 +302,10 @@ class RecordSink(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> bool:
+        """Whether the records' store answers now (no store: always)."""
+        ...
+
 
 class MemorySink:
     """Keeps records in a list (unit tests)."""
@@ -319,6 +323,9 @@ class MemorySink:
     async def close(self) -> None:
         return None
 
+    async def ping(self) -> bool:
+        return True
+
 
 class LogSink:
     """Records disabled: each record becomes one INFO line instead of a row."""
@@ -332,6 +339,9 @@ class LogSink:
 
     async def close(self) -> None:
         return None
+
+    async def ping(self) -> bool:
+        return True
 
 
 class Cursor(Protocol):
@@ -619,6 +629,24 @@ class RecordWriter:
             self.dropped,
             self.retries,
         )
+
+    async def ping(self, within: float = 2.0) -> bool:
+        """``SELECT 1`` on the writer's connection, in its thread (so after a write in
+        progress): ``False`` when the database does not answer within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(self._executor, self._ping), within)
+        except Exception:
+            return False
+        return True
+
+    def _ping(self) -> None:
+        try:
+            with self._connection().cursor() as cursor:
+                cursor.execute("SELECT 1", ())
+        except BaseException:
+            self._drop()
+            raise
 
     async def _flushed(self) -> None:
         await self._stale_done.wait()

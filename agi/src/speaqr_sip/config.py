@@ -140,6 +140,24 @@ class CallRecordsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The ARI application's admin endpoint: Prometheus ``/metrics`` and ``/health/live`` /
+    ``/health/ready``. ``listen`` ``HOST:PORT`` ("" = off); off loopback, HTTP basic auth
+    (``username``/``password``) is required."""
+
+    listen: str = ""
+    username: str = ""
+    password: str = ""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
 class AgiConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     fastagi: FastAgiConfig = field(default_factory=FastAgiConfig)
@@ -244,6 +262,7 @@ class AriAppConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     database: DatabaseConfig = field(default_factory=lambda: DatabaseConfig(user="speaqr_ari"))
     call_records: CallRecordsConfig = field(default_factory=CallRecordsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(
         default_factory=lambda: LoggingConfig(target="stderr", syslog_ident="speaqr-ari")
     )
@@ -411,7 +430,27 @@ def parse_ari_config(data: Mapping[str, Any]) -> AriAppConfig:
     _check_policy(config.policy)
     _check_call(config.call)
     _check_call_records(config.call_records)
+    _check_metrics(config.metrics)
     return config
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_metrics(metrics: MetricsConfig) -> None:
+    if not metrics.listen:
+        return
+    host, sep, port = metrics.listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(
+            f"metrics.listen must be HOST:PORT (0: any free port), not {metrics.listen!r}"
+        )
+    if bool(metrics.username) != bool(metrics.password):
+        raise ConfigError("metrics.username and metrics.password go together")
+    if host.strip("[]") not in LOOPBACK_HOSTS and not metrics.password:
+        raise ConfigError(
+            f"metrics.listen {metrics.listen} is not on loopback: set metrics.username and password"
+        )
 
 
 def load_agi_config(path: Path) -> AgiConfig:

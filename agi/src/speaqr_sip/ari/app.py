@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from speaqr_sip.ari.admin import AdminServer
 from speaqr_sip.ari.call import CallContext, CallEnded
 from speaqr_sip.ari.client import AriClient, AriError
 from speaqr_sip.ari.events import EventStream
@@ -50,11 +51,53 @@ class AriApplication:
         self.tasks: set[asyncio.Task[None]] = set()
         self._sweep_task: asyncio.Task[None] | None = None
         self.events = EventStream(session, config.ari, self.on_event, self.on_connected)
+        self.admin = AdminServer(config.metrics, self.metrics.registry, self.ready_checks)
+        self._watch_state()
 
     @property
     def calls(self) -> list[CallContext]:
         """Active calls (each once)."""
         return list({id(ctx): ctx for ctx in self.routes.values()}.values())
+
+    # --- what the admin endpoint shows ---------------------------------------------------
+
+    def _watch_state(self) -> None:
+        def active_calls() -> dict[tuple[str, ...], float]:
+            counts: dict[tuple[str, ...], float] = {}
+            for ctx in self.calls:
+                key = (ctx.service or "-",)
+                counts[key] = counts.get(key, 0) + 1
+            return counts
+
+        def processors() -> dict[tuple[str, ...], float]:
+            counts: dict[tuple[str, ...], float] = {}
+            for ctx in self.calls:
+                if ctx.record.processors:
+                    key = (ctx.record.processors[-1],)
+                    counts[key] = counts.get(key, 0) + 1
+            return counts
+
+        def pending() -> dict[tuple[str, ...], float]:
+            return {(): float(getattr(self.records, "pending", 0))}
+
+        watch = self.metrics.watch
+        watch("active_calls", "Calls in progress, by service", ("service",), active_calls)
+        watch(
+            "processors_in_use",
+            "Calls in progress by the processor serving them now",
+            ("processor",),
+            processors,
+        )
+        watch("call_records_pending", "Call records waiting for the database", (), pending)
+        watch(
+            "ari_connected",
+            "1 while the ARI websocket is connected",
+            (),
+            lambda: {(): float(self.events.connected.is_set())},
+        )
+
+    async def ready_checks(self) -> dict[str, bool]:
+        return {"ari": self.events.connected.is_set(), "database": await self.records.ping()}
 
     # --- running ------------------------------------------------------------------------
 
@@ -66,6 +109,7 @@ class AriApplication:
             self.config.processor.fallback,
         )
         await self.records.start()
+        await self.admin.start()
         reporter = asyncio.create_task(self._report_metrics(stop))
         try:
             await self.events.run(stop)
@@ -74,6 +118,7 @@ class AriApplication:
             try:
                 await self.shutdown()
             finally:
+                await self.admin.close()
                 await self.records.close()
 
     async def shutdown(self) -> None:
@@ -265,5 +310,6 @@ class AriApplication:
                 record.cause,
             )
             self.records.submit(record)
+            self.metrics.calls_by_outcome.labels(record.service, record.cause).inc()
         except Exception:
             ctx.log.exception("call record failed")

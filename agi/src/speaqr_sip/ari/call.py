@@ -90,6 +90,8 @@ class CallContext:
         if value and not self._answered:
             self.record.answered_at = utcnow()
             self._answered = value
+            setup = (self.record.answered_at - self.record.started_at).total_seconds()
+            self.metrics.setup_seconds.labels(self.service or "-").observe(max(setup, 0.0))
             self.record.report_progress()
         self._answered = value
 

@@ -18,6 +18,7 @@ reaches the caller through session #2::
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -91,6 +92,8 @@ async def attach_media(
         stats = relay.stats
         ctx.metrics.rtp_malformed += stats.malformed
         ctx.metrics.rtp_foreign += stats.foreign
+        for kind, count in dataclasses.asdict(stats).items():
+            ctx.metrics.relay_packets.labels(kind).inc(count)
         ctx.log.info("media %s: %s", label, stats.as_text())
 
     ctx.on_teardown(f"relay {label}", close_relay)
