@@ -45,4 +45,14 @@ if [ "$(cat "$sslyze_stamp" 2>/dev/null)" != "$sslyze_wanted" ]; then
   .venv-sslyze/bin/pip install -q -r requirements-sslyze.txt
   echo "$sslyze_wanted" > "$sslyze_stamp"
 fi
+# promtool checks the shipped alert rules and scrape example (files/prometheus/): taken out of
+# Debian's prometheus package, not installed (that would run a Prometheus server on this host).
+if [ ! -x .lab/tools/promtool ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download -qq prometheus 2>/dev/null || { apt-get update -qq && apt-get download -qq prometheus; }; })
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+  mkdir -p .lab/tools
+  cp "$tmp/root/usr/bin/promtool" .lab/tools/promtool
+  rm -rf "$tmp"
+fi
 echo "host ready: $(.venv/bin/ansible --version | head -1), $(.venv/bin/python --version)" >&2

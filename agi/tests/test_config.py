@@ -47,6 +47,14 @@ def test_invalid_toml(tmp_path: Path) -> None:
         ({"speaqr": {"chunk_ms": 30}}, "multiple of 20"),
         ({"speaqr": {"events": {"live_connect": 3}}}, "table of strings"),
         ({"ari": {"reconnect_initial": 0}}, "reconnect_initial"),
+        ({"speaqr": {"stall_timeout": 0}}, "stall_timeout must be positive"),
+        ({"speaqr": {"stall_timeout": 6.0}}, "at most speaqr.ack_timeout"),
+        ({"metrics": {"listen": "9102"}}, "metrics.listen must be HOST:PORT"),
+        (
+            {"metrics": {"listen": "0.0.0.0:9102"}},
+            "not on loopback: set metrics.username and password",
+        ),
+        ({"metrics": {"listen": "127.0.0.1:9102", "username": "u"}}, "go together"),
     ],
 )
 def test_bad_values(data: dict[str, object], message: str) -> None:
@@ -88,3 +96,10 @@ def test_bad_loopback_limits_are_refused_at_start_up(loopback: dict[str, int], w
     with pytest.raises(ConfigError) as err:
         parse_ari_config({"policy": {"loopback": loopback}})
     assert words in str(err.value)
+
+
+def test_metrics_off_loopback_with_credentials_are_accepted() -> None:
+    config = parse_ari_config(
+        {"metrics": {"listen": "10.0.0.5:9102", "username": "u", "password": "p"}}
+    )
+    assert config.metrics.address == ("10.0.0.5", 9102)
