@@ -62,6 +62,9 @@ class FakeAri:
         self.ws_connects = 0
         # GET /ari/channels answers 500 (Asterisk overloaded or ARI broken).
         self.list_error = False
+        # Like Asterisk under load: an externalMedia channel's StasisStart comes this long after
+        # the POST returned, and until then it cannot be added to a bridge (422).
+        self.media_stasis_delay = 0.0
         self.app = web.Application()
         self.app.router.add_get("/ari/events", self._events)
         self.app.router.add_get("/ari/channels", self._list_channels)
@@ -244,8 +247,11 @@ class FakeAri:
         if bridge is None:
             raise web.HTTPNotFound()
         channel_id = request.query["channel"]
-        if channel_id not in self.channels:
-            raise web.HTTPUnprocessableEntity()
+        channel = self.channels.get(channel_id)
+        if channel is None or (channel.rtp_address is not None and channel.app_name != "Stasis"):
+            raise web.HTTPUnprocessableEntity(
+                text='{"message":"Channel not in Stasis application"}'
+            )
         bridge.add(channel_id)
         return web.Response(status=204)
 
@@ -272,5 +278,15 @@ class FakeAri:
             external_host=(host, int(port)),
         )
         self.channels[channel.id] = channel
-        await self.emit("StasisStart", channel.id, args=[])
+        if self.media_stasis_delay:
+            channel.app_name = ""
+            asyncio.get_running_loop().call_later(
+                self.media_stasis_delay, lambda: asyncio.ensure_future(self._enter_stasis(channel))
+            )
+        else:
+            await self._enter_stasis(channel)
         return web.json_response(channel.json())
+
+    async def _enter_stasis(self, channel: FakeChannel) -> None:
+        channel.app_name = "Stasis"
+        await self.emit("StasisStart", channel.id, args=[])

@@ -194,6 +194,14 @@ async def test_asterisk_hanging_up_the_media_channel_first_is_recorded_as_asteri
     assert [(r.cause, r.sip_status) for r in sink.records] == [("asterisk_hangup", 200)]
 
 
+async def test_the_media_channel_is_bridged_only_once_it_is_in_stasis(running: Running) -> None:
+    running.fake.media_stasis_delay = 0.2  # as Asterisk under load: StasisStart after the POST
+    media = await start_loopback_call(running.fake)
+    echoed = await echo_through(media, [b"\x07" * 160])
+    assert echoed[0].payload == b"\x07" * 160
+    assert "POST /ari/bridges/{bridge}/addChannel?channel={media}" in rest_sequence(running.fake)
+
+
 async def test_media_channel_loss_hangs_up_the_caller(running: Running) -> None:
     fake = running.fake
     media = await start_loopback_call(fake)

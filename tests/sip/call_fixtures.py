@@ -28,13 +28,15 @@ def target(host) -> Target:
 @pytest.fixture(scope="module")
 def carrier(call_settings, target, tmp_path_factory):
     """The stand-in carrier for this module's tests, in the target's namespace; once it runs,
-    a qualified trunk is waited for until Asterisk's OPTIONS find it online."""
+    a qualified trunk is waited for until Asterisk's OPTIONS find it steadily online (the
+    trunk may still show the previous module's carrier, or flip offline from an OPTIONS sent
+    while no carrier ran)."""
     proc = CarrierProcess(
         call_settings, tmp_path_factory.mktemp("carrier"), netns=os.environ.get("SPEAQR_TARGET_NETNS", "")
     )
     proc.start()
     if call_settings.trunk_qualified:
-        target.wait_trunk(call_settings.trunk["name"], "online")
+        target.settle_trunk(call_settings.trunk["name"])
     yield proc
     proc.stop()
 

@@ -42,6 +42,8 @@ CARRIER_RULES = {
     "0555": "hangup:2",
 }
 CARRIER_TONE_HZ = 600.0
+# Asterisk's qualify_timeout (default): an OPTIONS unanswered this long marks the trunk offline.
+QUALIFY_TIMEOUT_S = 3.0
 
 
 def number(prefix: str, suffix: str = "") -> str:
@@ -363,6 +365,25 @@ class Target:
     def trunk_state(self, trunk: str) -> str:
         """Asterisk's state of the carrier endpoint: online/offline (qualified), else unknown."""
         return str(self.ari(f"endpoints/PJSIP/{trunk}")[f"endpoints/PJSIP/{trunk}"].get("state", ""))
+
+    def settle_trunk(self, trunk: str, timeout: float = 30.0) -> float:
+        """After the stand-in carrier started: qualify the trunk now and wait until it has been
+        online for longer than an OPTIONS may stay unanswered (qualify_timeout, 3 s), so no
+        OPTIONS sent before the carrier was up can still mark it offline. Returns the seconds."""
+        t0 = time.monotonic()
+        self.check_output(f"asterisk -rx {shlex.quote(f'pjsip qualify {trunk}')}")
+        online_since = None
+        while True:
+            now = time.monotonic()
+            if self.trunk_state(trunk) == "online":
+                online_since = online_since or now
+                if now - online_since >= QUALIFY_TIMEOUT_S + 1.0:
+                    return now - t0
+            else:
+                online_since = None
+            if now - t0 >= timeout:
+                raise AssertionError(f"trunk {trunk} not steadily online within {timeout} s of the carrier's start")
+            time.sleep(0.2)
 
     def wait_trunk(self, trunk: str, state: str, timeout: float = 20.0) -> float:
         """Seconds until the trunk's state is ``state``; fails after ``timeout``."""

@@ -109,6 +109,7 @@ def test_a_stopped_carrier_is_refused_503_at_once_and_used_again_once_back(
     finally:
         carrier.start()
     online_after = target.wait_trunk(trunk, "online", timeout=bound)
+    target.settle_trunk(trunk)
     mark = carrier.mark()
     number = call_settings.allowed_number("0702")
     served = caller.dial(passthrough_user, number, "--duration", "1")

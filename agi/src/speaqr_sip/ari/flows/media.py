@@ -101,13 +101,31 @@ async def attach_media(
     media_id = f"speaqr-media-{uuid.uuid4().hex}"
     ctx.claim(media_id)
     ctx.on_teardown(f"media channel {label}", lambda: client.hangup(media_id))
-    media = await client.external_media(
-        channel_id=media_id,
-        app=config.ari.app,
-        external_host=f"{config.media.bind_host}:{port}",
-    )
-    still_up(ctx)
-    await aim_relay(ctx, relay, media_id, media.get("channelvars") or {})
+    # Asterisk answers the POST before the channel is in Stasis; a bridge takes it only after
+    # its StasisStart (earlier: 422 "Channel not in Stasis application", seen under load).
+    in_stasis = asyncio.Event()
+
+    def on_event(event: dict[str, object]) -> None:
+        channel = event.get("channel")
+        if (
+            event.get("type") == "StasisStart"
+            and isinstance(channel, dict)
+            and channel.get("id") == media_id
+        ):
+            in_stasis.set()
+
+    ctx.listeners.append(on_event)
+    try:
+        media = await client.external_media(
+            channel_id=media_id,
+            app=config.ari.app,
+            external_host=f"{config.media.bind_host}:{port}",
+        )
+        still_up(ctx)
+        await aim_relay(ctx, relay, media_id, media.get("channelvars") or {})
+        await ctx.guard(asyncio.wait_for(in_stasis.wait(), config.ari.request_timeout))
+    finally:
+        ctx.listeners.remove(on_event)
     await ctx.guard(client.add_channel(bridge_id, media_id))
 
     task = asyncio.create_task(relay.run(), name=f"relay-{ctx.channel_id}-{label}")
