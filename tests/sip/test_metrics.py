@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.sip.loopback import as_root, templated
+from tests.sip.loopback import as_root
 
 # Runs on the target as root: one GET, with ari.toml's [metrics] credentials when it has some
 # (read there, so no password crosses a command line); prints {"status", "body"}.
@@ -42,19 +42,45 @@ def _get(host, url: str, *config: str) -> dict:
 
 
 def sample(text: str, series: str) -> float:
+    """The value of ``series`` (a name, or a name with its labels as exposed); 0 when absent."""
     for line in text.splitlines():
-        if line.startswith(series + " "):
+        name = line.split("{", 1)[0] if "{" not in series else line.rsplit(" ", 1)[0]
+        if line and not line.startswith("#") and name.split(" ")[0] == series:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
+# What the appliance runs with: its rendered configuration, not the inventory (role defaults
+# apply where the inventory says nothing).
+_DEPLOYED = r"""
+import configparser, json, tomllib
+with open("/etc/speaqr-sip/ari.toml", "rb") as f:
+    metrics = tomllib.load(f).get("metrics", {})
+def ini(path):
+    c = configparser.ConfigParser(strict=False, inline_comment_prefixes=(";",))
+    c.read(path)
+    return c
+http, prom = ini("/etc/asterisk/http.conf"), ini("/etc/asterisk/prometheus.conf")
+print(json.dumps({
+    "listen": metrics.get("listen", ""),
+    "password_set": bool(metrics.get("password")),
+    "asterisk": f"{http.get('general', 'bindaddr')}:{http.get('general', 'bindport')}",
+    "asterisk_enabled": prom.has_section("general") and prom.get("general", "enabled") == "yes",
+}))
+"""
+
+
 @pytest.fixture(scope="module")
-def admin(host) -> dict:
-    listen = templated(host, "speaqr_ari_metrics_listen")
-    if not listen:
-        pytest.skip("the admin endpoint is off in this inventory (speaqr_ari_metrics_listen)")
-    config_dir = templated(host, "speaqr_ari_config_dir") or "/etc/speaqr-sip"
-    return {"base": f"http://{listen}", "config": f"{config_dir}/ari.toml"}
+def deployed(host) -> dict:
+    with as_root(host):
+        return json.loads(host.check_output("python3 -c " + shlex.quote(_DEPLOYED)))
+
+
+@pytest.fixture(scope="module")
+def admin(deployed) -> dict:
+    if not deployed["listen"]:
+        pytest.skip("the admin endpoint is off on this host ([metrics] listen)")
+    return {"base": f"http://{deployed['listen']}", "config": "/etc/speaqr-sip/ari.toml"}
 
 
 def _metrics(host, admin) -> str:
@@ -68,23 +94,24 @@ def test_the_ari_application_exposes_its_series_and_its_real_descriptor_limit(ho
     for series in ("speaqr_ari_calls_started_total", "speaqr_ari_call_records_pending", "process_open_fds"):
         assert f"\n{series} " in body, f"{series} missing:\n{body[:2000]}"
     assert sample(body, "speaqr_ari_ari_connected") == 1
-    limit = templated(host, "speaqr_ari_limit_nofile")
-    if limit:
-        assert sample(body, "process_max_fds") == float(limit)
+    pid = host.check_output("systemctl show --property MainPID --value speaqr-ari.service").strip()
+    with as_root(host):
+        limits = host.check_output(f"cat /proc/{pid}/limits")
+    soft = next(line.split()[3] for line in limits.splitlines() if line.startswith("Max open files"))
+    assert sample(body, "process_max_fds") == float(soft), "process_max_fds is not the running process's limit"
+    assert 0 < sample(body, "process_open_fds") < float(soft)
 
 
-def test_metrics_without_the_credentials_are_refused_when_a_password_is_set(host, admin):
-    if not templated(host, "speaqr_ari_metrics_password"):
-        pytest.skip("no metrics password in this inventory (loopback only)")
+def test_metrics_without_the_credentials_are_refused_when_a_password_is_set(host, admin, deployed):
+    if not deployed["password_set"]:
+        pytest.skip("no metrics password on this host (loopback only)")
     assert _get(host, admin["base"] + "/metrics")["status"] == 401
 
 
-def test_asterisk_exposes_channels_endpoints_and_bridges(host):
-    if not templated(host, "speaqr_asterisk_prometheus_enabled"):
-        pytest.skip("res_prometheus is off in this inventory")
-    bind = templated(host, "speaqr_asterisk_http_bind_address") or "127.0.0.1"
-    port = templated(host, "speaqr_asterisk_http_port") or 8088
-    r = _get(host, f"http://{bind}:{port}/metrics")
+def test_asterisk_exposes_channels_endpoints_and_bridges(host, deployed):
+    if not deployed["asterisk_enabled"]:
+        pytest.skip("res_prometheus is off on this host")
+    r = _get(host, f"http://{deployed['asterisk']}/metrics")
     assert r["status"] == 200, r
     for series in (
         "asterisk_core_uptime_seconds",
@@ -92,7 +119,8 @@ def test_asterisk_exposes_channels_endpoints_and_bridges(host):
         "asterisk_endpoints_count",
         "asterisk_bridges_count",
     ):
-        assert series in r["body"], f"{series} missing:\n{r['body'][:2000]}"
+        assert f"\n{series}" in r["body"], f"{series} missing:\n{r['body'][:2000]}"
+    assert sample(r["body"], "asterisk_core_uptime_seconds") > 0
 
 
 def test_a_loopback_call_moves_the_counters(host, admin, sip, sip_user):

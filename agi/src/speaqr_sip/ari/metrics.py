@@ -8,10 +8,12 @@ rather than a count (active calls, processors in use, call records pending, ARI 
 read from the application when scraped (:meth:`AppMetrics.watch`).
 """
 
+import os
+import resource
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -71,7 +73,7 @@ class AppMetrics:
         )
         self._gauges: dict[str, tuple[str, tuple[str, ...], Gauge]] = {}
         self.registry.register(_FieldsCollector(self))
-        ProcessCollector(registry=self.registry)
+        self.registry.register(_ProcessCollector())
 
     def counts(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.type in (int, "int")}
@@ -99,3 +101,28 @@ class _FieldsCollector(Collector):
         for name, value in self._metrics.counts().items():
             yield CounterMetricFamily(f"{PREFIX}{name}", HELP.get(name, name), value=value)
         yield from self._metrics.gauges()
+
+
+class _ProcessCollector(Collector):
+    """The standard ``process_*`` series from what the unit's sandbox shows (ProcSubset=pid
+    hides /proc/stat, which prometheus_client's own ProcessCollector needs)."""
+
+    def collect(self) -> Iterator[Metric]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        yield CounterMetricFamily(
+            "process_cpu_seconds", "User and system CPU time", value=usage.ru_utime + usage.ru_stime
+        )
+        with open("/proc/self/statm") as statm:
+            resident_pages = int(statm.read().split()[1])
+        yield GaugeMetricFamily(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            value=resident_pages * os.sysconf("SC_PAGE_SIZE"),
+        )
+        yield GaugeMetricFamily(
+            "process_open_fds", "Open file descriptors", value=len(os.listdir("/proc/self/fd"))
+        )
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        yield GaugeMetricFamily(
+            "process_max_fds", "Soft limit of open file descriptors", value=soft
+        )
