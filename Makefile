@@ -18,7 +18,7 @@ demo: setup
 demo-down:
 	scripts/target/$(TARGET)-down.sh demo
 
-## Every test: lint, unit, then each molecule scenario (create, converge, idempotence, verify, destroy).
+## Every test: lint, unit, then each molecule scenario (create, converge, idempotence on nspawn, verify, destroy).
 test: setup lint unit molecule
 
 lint:
