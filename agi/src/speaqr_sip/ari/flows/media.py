@@ -123,7 +123,9 @@ async def attach_media(
         )
         still_up(ctx)
         await aim_relay(ctx, relay, media_id, media.get("channelvars") or {})
-        await ctx.guard(asyncio.wait_for(in_stasis.wait(), config.ari.request_timeout))
+        # Bounded: a StasisStart that never comes leaves addChannel to answer for itself.
+        with contextlib.suppress(TimeoutError):
+            await ctx.guard(asyncio.wait_for(in_stasis.wait(), config.ari.request_timeout))
     finally:
         ctx.listeners.remove(on_event)
     await ctx.guard(client.add_channel(bridge_id, media_id))
