@@ -42,6 +42,9 @@ CARRIER_RULES = {
     "0555": "hangup:2",
 }
 CARRIER_TONE_HZ = 600.0
+ARI_SERVICE = "speaqr-ari.service"
+# What a target looks like once every call is over (Target.leftovers).
+NOTHING_LEFT = {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}
 # Asterisk's qualify_timeout (default): an OPTIONS unanswered this long marks the trunk offline.
 QUALIFY_TIMEOUT_S = 3.0
 
@@ -336,11 +339,15 @@ class Target:
         out = self.check_output("python3 -c " + shlex.quote(_ARI_PROBE) + " " + " ".join(map(shlex.quote, paths)))
         return json.loads(out)
 
+    def main_pid(self, unit: str) -> str:
+        """systemd's MainPID of ``unit`` ("0" when it is not running)."""
+        return self.check_output(f"systemctl show --property MainPID --value {shlex.quote(unit)}").strip()
+
     def leftovers(self) -> dict:
         """What a finished call must not leave: ARI channels and bridges, the application's media
         relays (its UDP sockets) and processor sessions (its connections to Speaqr)."""
         ari = self.ari("channels", "bridges")
-        pid = self.check_output("systemctl show --property MainPID --value speaqr-ari.service").strip()
+        pid = self.main_pid(ARI_SERVICE)
         relays = self.check_output(f"ss -H -u -a -n -p | grep -c 'pid={pid},' || true").strip() if pid != "0" else "?"
         speaqr = self.check_output(
             f"ss -H -t -n -p state established | grep 'pid={pid},' | grep -vc ':8088 ' || true"

@@ -52,6 +52,7 @@ from tests.sip.call_fixtures import (  # noqa: E402, F401
     target,
 )
 from tests.sip.harness import TONE_HZ, SipClient, SipTarget, load_target  # noqa: E402
+from tests.sip.loopback import LoopbackSetup, load_setup  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,20 @@ def sip(sip_target) -> SipClient:
 @pytest.fixture(scope="module")
 def sip_user(sip_target) -> str:
     return sip_target.first_user
+
+
+@pytest.fixture(scope="module")
+def setup(host) -> LoopbackSetup:
+    """Who exercises what on this target (users per processor, config paths), from its inventory."""
+    return load_setup(host)
+
+
+@pytest.fixture(scope="module")
+def alice(setup) -> str:
+    """A user whose calls go through the passthrough processor."""
+    if setup.passthrough_user is None:
+        pytest.skip("no enabled user on the passthrough processor in this inventory")
+    return setup.passthrough_user
 
 
 @pytest.fixture(scope="module")

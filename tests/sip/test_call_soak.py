@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.sip.call_harness import number
+from tests.sip.call_harness import NOTHING_LEFT, number
 
 
 @dataclass
@@ -88,9 +88,7 @@ def test_fifty_mixed_calls_leave_nothing_behind(
     assert not bad, f"{len(bad)} calls without exactly one right call record: {bad[:10]}"
 
     left = target.wait_clean(timeout=30)
-    assert left == {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}, (
-        f"left behind after 50 calls: {left}"
-    )
+    assert left == NOTHING_LEFT, f"left behind after 50 calls: {left}"
     journal = target.journal_since("speaqr-ari.service", since)
     assert "Traceback" not in journal, journal[-4000:]
 

@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from tests.sip.call_harness import NOTHING_LEFT
 from tests.sip.loopback import ARI_UNIT, as_root, load_setup, refused_in, wait_for_ari_app
 
 CALLS = 2
@@ -75,7 +76,7 @@ def test_killing_the_ari_application_during_two_calls_hangs_up_callers_and_carri
         )
 
     left = target.wait_clean()
-    assert left == {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}, left
+    assert left == NOTHING_LEFT, left
     rows = target.wait_call_records(call_ids)
     assert sorted(rows) == sorted(call_ids) and all(len(r) == 1 for r in rows.values()), rows
     for cid, r in rows.items():

@@ -27,9 +27,9 @@ import time
 
 import pytest
 
-from tests.sip.call_harness import Target
+from tests.sip.call_harness import NOTHING_LEFT, Target
 from tests.sip.harness import calls_of, stop_all
-from tests.sip.loopback import ARI_UNIT, LoopbackSetup, as_root, load_setup, templated, wait_for_ari_app
+from tests.sip.loopback import ARI_UNIT, as_root, templated, wait_for_ari_app
 
 CALLS = 4
 # systemd restarts the application after 1 s; it connects, lists what is left, waits 2 s for
@@ -39,18 +39,6 @@ HOLD_BEFORE_KILL_S = 3.0
 # The burst: this many calls (at most the inventory's per-user loopback limit) hung up together.
 BURST_CALLS = 20
 BURST_WINDOW_MS = 100.0
-
-
-@pytest.fixture(scope="module")
-def setup(host) -> LoopbackSetup:
-    return load_setup(host)
-
-
-@pytest.fixture(scope="module")
-def alice(setup) -> str:
-    if setup.passthrough_user is None:
-        pytest.skip("no enabled user on the passthrough processor in this inventory")
-    return setup.passthrough_user
 
 
 def test_killing_the_ari_application_during_four_calls_hangs_them_up_and_closes_their_records(
@@ -79,9 +67,7 @@ def test_killing_the_ari_application_during_four_calls_hangs_them_up_and_closes_
         assert call["status"] == 200 and call["ended_by"] == "remote", f"not hung up by the appliance: {call}"
 
     left = target.wait_clean()
-    assert left == {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}, (
-        f"left behind after the restart: {left}"
-    )
+    assert left == NOTHING_LEFT, f"left behind after the restart: {left}"
     rows = target.wait_call_records(call_ids)
     closed = {cid: r[-1] for cid, r in rows.items()}
     assert sorted(closed) == sorted(call_ids), f"records missing after the crash: {rows}"
@@ -99,19 +85,22 @@ def test_killing_the_ari_application_during_four_calls_hangs_them_up_and_closes_
     )
 
 
-def _hold_calls(sip, user: str, tmp_path, count: int):
+def _hold_calls(sip, target: Target, user: str, tmp_path, count: int):
+    """``count`` connected calls, their Call-IDs and the ARI application's PID before the fault."""
     held = sip.hold(user, "loopback", "--concurrent", str(count), workdir=tmp_path)
     assert all(held.state["connected"]), f"not every call connected before the fault: {held.state}"
-    return held
+    return held, held.state["call_ids"], target.main_pid(ARI_UNIT)
+
+
+def _assert_not_restarted(target: Target, pid_before: str, why: str) -> None:
+    assert target.main_pid(ARI_UNIT) == pid_before, f"the ARI application restarted {why}"
 
 
 def test_restarting_asterisk_during_two_calls_ends_them_and_closes_their_records(
     host, sip, setup, alice, tmp_path, sip_metrics
 ):
     target = Target(host)
-    held = _hold_calls(sip, alice, tmp_path, 2)
-    call_ids = held.state["call_ids"]
-    pid_before = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
+    held, call_ids, pid_before = _hold_calls(sip, target, alice, tmp_path, 2)
     time.sleep(HOLD_BEFORE_KILL_S)
     restarted_at = time.monotonic()
     with as_root(host):
@@ -131,9 +120,8 @@ def test_restarting_asterisk_during_two_calls_ends_them_and_closes_their_records
         assert (row["cause"], row["sip_status"]) == ("asterisk_hangup", "200") and row["ended_at"], f"{cid}: {row}"
     wait_for_ari_app(host, setup)
     left = target.wait_clean()
-    assert left == {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}, left
-    pid_after = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
-    assert pid_after == pid_before, "the ARI application restarted instead of reconnecting"
+    assert left == NOTHING_LEFT, left
+    _assert_not_restarted(target, pid_before, "instead of reconnecting")
     after = sip.call(alice, "loopback", "--duration", "1")
     assert after.get("status") == 200 and after.get("connected"), f"no call served after the restart: {after}"
     sip_metrics.append({"test": "Asterisk restarted during 2 loopback calls", "hung_up_after_s": round(ended_after, 2)})
@@ -146,9 +134,7 @@ def test_killing_asterisk_during_two_calls_closes_their_records_and_leaves_no_re
     hold is the application's side: it reconnects to the restarted Asterisk, closes both records
     (``asterisk_hangup``) and keeps no relay socket or processor session."""
     target = Target(host)
-    held = _hold_calls(sip, alice, tmp_path, 2)
-    call_ids = held.state["call_ids"]
-    pid_before = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
+    held, call_ids, pid_before = _hold_calls(sip, target, alice, tmp_path, 2)
     time.sleep(HOLD_BEFORE_KILL_S)
     try:
         with as_root(host):
@@ -170,9 +156,8 @@ def test_killing_asterisk_during_two_calls_closes_their_records_and_leaves_no_re
     assert sorted(rows) == sorted(call_ids) and all(len(r) == 1 for r in rows.values()), rows
     for cid, r in rows.items():
         assert (r[0]["cause"], r[0]["sip_status"]) == ("asterisk_hangup", "200") and r[0]["ended_at"], f"{cid}: {r}"
-    assert left == {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}, left
-    pid_after = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
-    assert pid_after == pid_before, "the ARI application restarted instead of reconnecting"
+    assert left == NOTHING_LEFT, left
+    _assert_not_restarted(target, pid_before, "instead of reconnecting")
     after = sip.call(alice, "loopback", "--duration", "1")
     assert after.get("status") == 200 and after.get("connected"), f"no call served after Asterisk came back: {after}"
     sip_metrics.append(
@@ -189,9 +174,7 @@ def test_stopping_mariadb_during_two_calls_keeps_them_up_and_their_records_are_w
     host, sip, setup, alice, tmp_path, sip_metrics
 ):
     target = Target(host)
-    held = _hold_calls(sip, alice, tmp_path, 2)
-    call_ids = held.state["call_ids"]
-    pid_before = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
+    held, call_ids, pid_before = _hold_calls(sip, target, alice, tmp_path, 2)
     try:
         with as_root(host):
             host.check_output("systemctl stop mariadb.service")
@@ -217,8 +200,7 @@ def test_stopping_mariadb_during_two_calls_keeps_them_up_and_their_records_are_w
     for cid, r in rows.items():
         assert len(r) == 1 and (r[0]["cause"], r[0]["sip_status"]) == ("normal", "200"), f"{cid}: {r}"
         assert r[0]["ended_at"] is not None
-    pid_after = host.check_output(f"systemctl show --property MainPID --value {ARI_UNIT}").strip()
-    assert pid_after == pid_before, "the ARI application restarted while MariaDB was down"
+    _assert_not_restarted(target, pid_before, "while MariaDB was down")
     after = sip.call(alice, "loopback", "--duration", "1")
     assert after.get("status") == 200 and after.get("connected"), f"no call served after MariaDB came back: {after}"
     sip_metrics.append(
@@ -249,7 +231,7 @@ def test_twenty_calls_hung_up_within_100_ms_leave_nothing_behind_and_are_all_rec
     assert spread_ms < BURST_WINDOW_MS, f"the hangups were spread over {spread_ms:.0f} ms, not one burst"
 
     left = target.wait_clean()
-    assert left == {"channels": [], "bridges": [], "relay_sockets": 0, "processor_connections": 0}, left
+    assert left == NOTHING_LEFT, left
     rows = target.wait_call_records(call_ids, timeout=30)
     assert sorted(rows) == sorted(call_ids), f"records missing: {sorted(set(call_ids) - set(rows))}"
     for cid, r in rows.items():

@@ -19,7 +19,7 @@ import pytest
 
 from tests.audio import RATE, handover, read_wav, silence, tone, tone_timeline, write_wav
 from tests.sip.call_harness import Target
-from tests.sip.loopback import LoopbackSetup, as_root, load_setup, log_lines
+from tests.sip.loopback import LoopbackSetup, as_root, log_lines
 
 FAKE_SPEAQR_UNIT = "speaqr-fake-speaqr.service"
 TONE_HZ = 1000.0
@@ -29,8 +29,7 @@ SILENCE_BOUND_S = 1.5
 
 
 @pytest.fixture(scope="module")
-def setup(host) -> LoopbackSetup:
-    setup = load_setup(host)
+def setup(setup) -> LoopbackSetup:
     if setup.speaqr_user is None:
         pytest.skip("no user on the speaqr processor with the lab's stand-in Speaqr in this inventory")
     return setup

@@ -13,18 +13,13 @@ import pytest
 
 from tests.sip.call_harness import Target
 from tests.sip.harness import _templated, stop_all
-from tests.sip.loopback import LoopbackSetup, leftovers, load_setup, log_lines
+from tests.sip.loopback import leftovers, log_lines
 
 # Holding more than this many calls from the test host is not a test of the limit any more.
 MAX_HELD = 24
 # A maximum duration longer than this is not waited for (the lab's nspawn target sets 60 s).
 MAX_WAITED_DURATION_S = 120.0
 DURATION_SLACK_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def setup(host) -> LoopbackSetup:
-    return load_setup(host)
 
 
 @pytest.fixture(scope="module")

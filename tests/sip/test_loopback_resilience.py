@@ -26,10 +26,8 @@ from tests.sip.loopback import (
     ARI_UNIT,
     FASTAGI_SOCKET,
     FASTAGI_UNIT,
-    LoopbackSetup,
     as_root,
     leftovers,
-    load_setup,
     log_lines,
     refused_in,
     systemctl,
@@ -40,18 +38,6 @@ REFUSAL_LIMIT_MS = 2000.0
 TONE_HZ = 1000.0
 MATCH_PEAK = 0.9
 MATCH_FRACTION = 0.8
-
-
-@pytest.fixture(scope="module")
-def setup(host) -> LoopbackSetup:
-    return load_setup(host)
-
-
-@pytest.fixture(scope="module")
-def alice(setup) -> str:
-    if setup.passthrough_user is None:
-        pytest.skip("no enabled user on the passthrough processor in this inventory")
-    return setup.passthrough_user
 
 
 def _tone_came_back(record: str, sent_wav) -> dict:

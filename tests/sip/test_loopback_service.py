@@ -30,9 +30,7 @@ from tests.audio import (
     write_wav,
 )
 from tests.sip.loopback import (
-    LoopbackSetup,
     as_root,
-    load_setup,
     log_lines,
     wait_until_unregistered,
 )
@@ -40,18 +38,6 @@ from tests.sip.loopback import (
 MATCH_PEAK = 0.9
 MATCH_FRACTION = 0.8
 TONE_HZ = 1000.0
-
-
-@pytest.fixture(scope="module")
-def setup(host) -> LoopbackSetup:
-    return load_setup(host)
-
-
-@pytest.fixture(scope="module")
-def alice(setup) -> str:
-    if setup.passthrough_user is None:
-        pytest.skip("no enabled user on the passthrough processor in this inventory")
-    return setup.passthrough_user
 
 
 @pytest.fixture(scope="module")

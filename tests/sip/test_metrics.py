@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.sip.call_harness import ARI_SERVICE, Target
 from tests.sip.loopback import as_root
 
 # Runs on the target as root: one GET, with ari.toml's [metrics] credentials when it has some
@@ -94,7 +95,7 @@ def test_the_ari_application_exposes_its_series_and_its_real_descriptor_limit(ho
     for series in ("speaqr_ari_calls_started_total", "speaqr_ari_call_records_pending", "process_open_fds"):
         assert f"\n{series} " in body, f"{series} missing:\n{body[:2000]}"
     assert sample(body, "speaqr_ari_ari_connected") == 1
-    pid = host.check_output("systemctl show --property MainPID --value speaqr-ari.service").strip()
+    pid = Target(host).main_pid(ARI_SERVICE)
     with as_root(host):
         limits = host.check_output(f"cat /proc/{pid}/limits")
     soft = next(line.split()[3] for line in limits.splitlines() if line.startswith("Max open files"))
