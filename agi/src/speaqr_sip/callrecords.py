@@ -212,8 +212,8 @@ class CallAttempt:
     destination: str = ""
     dialled_number: str = ""
     answered_at: datetime | None = None
-    processors: list[str] = field(default_factory=list)
-    processor_parts: list[str] = field(default_factory=list)
+    # (direction or "", processor, seconds after started_at) per session, in the order started.
+    parts: list[tuple[str, str, float]] = field(default_factory=list)
     # Set by a flow when it knows why the call ends (with the SIP status before answer).
     cause: str = ""
     sip_status: int | None = None
@@ -241,10 +241,17 @@ class CallAttempt:
 
     def processor_used(self, name: str, *, part: str = "", at: datetime | None = None) -> None:
         """``name`` serves the call (or its direction ``part``) from ``at`` (default now) on."""
-        if name not in self.processors:
-            self.processors.append(name)
         offset = ((at or utcnow()) - self.started_at).total_seconds()
-        self.processor_parts.append(f"{part + ':' if part else ''}{name}@{max(offset, 0.0):.2f}")
+        self.parts.append((part, name, max(offset, 0.0)))
+
+    @property
+    def processors(self) -> list[str]:
+        """The processors used, each once, in the order they started."""
+        return list(dict.fromkeys(name for _part, name, _at in self.parts))
+
+    @property
+    def current_processor(self) -> str | None:
+        return self.parts[-1][1] if self.parts else None
 
     @property
     def processor(self) -> str | None:
@@ -286,7 +293,9 @@ class CallAttempt:
             sip_status=status,
             cause=cause,
             processor=self.processor,
-            processor_parts=" ".join(self.processor_parts),
+            processor_parts=" ".join(
+                f"{part + ':' if part else ''}{name}@{at:.2f}" for part, name, at in self.parts
+            ),
         )
 
 

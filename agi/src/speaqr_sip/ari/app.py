@@ -72,9 +72,9 @@ class AriApplication:
         def processors() -> dict[tuple[str, ...], float]:
             counts: dict[tuple[str, ...], float] = {}
             for ctx in self.calls:
-                if ctx.record.processors:
-                    key = (ctx.record.processors[-1],)
-                    counts[key] = counts.get(key, 0) + 1
+                current = ctx.record.current_processor
+                if current is not None:
+                    counts[(current,)] = counts.get((current,), 0) + 1
             return counts
 
         def pending() -> dict[tuple[str, ...], float]:

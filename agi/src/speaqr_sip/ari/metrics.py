@@ -24,8 +24,6 @@ HELP = {
     "calls_failed": "Calls ended by an internal or ARI failure",
     "calls_refused": "Calls refused by the application (limits, policy, trunk offline, processor)",
     "speaqr_fallbacks": "Times a call was served by the fallback because Speaqr was unavailable",
-    "rtp_malformed": "Malformed RTP packets dropped by the relays",
-    "rtp_foreign": "RTP packets from an unexpected source dropped by the relays",
     "ari_reconnects": "Reconnections of the ARI websocket",
     "leftovers_ended": "Channels and bridges of an earlier run ended at start-up",
 }
@@ -43,8 +41,6 @@ class AppMetrics:
     calls_failed: int = 0
     calls_refused: int = 0
     speaqr_fallbacks: int = 0
-    rtp_malformed: int = 0
-    rtp_foreign: int = 0
     ari_reconnects: int = 0
     leftovers_ended: int = 0
     registry: CollectorRegistry = field(

@@ -90,8 +90,6 @@ async def attach_media(
     async def close_relay() -> None:
         await relay.close()
         stats = relay.stats
-        ctx.metrics.rtp_malformed += stats.malformed
-        ctx.metrics.rtp_foreign += stats.foreign
         for kind, count in dataclasses.asdict(stats).items():
             ctx.metrics.relay_packets.labels(kind).inc(count)
         ctx.log.info("media %s: %s", label, stats.as_text())
