@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 host_packages=(
   debootstrap systemd-container slirp4netns qemu-system-x86 qemu-utils e2fsprogs  # test targets
   iproute2 nftables socat openssh-client openssl                                 # namespaces, SSH
+  coturn                                                                          # lab STUN server
   espeak-ng sox                                                                   # test audio
 )
 missing=()

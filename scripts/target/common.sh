@@ -36,34 +36,84 @@ stop_pid_file() {
   rm -f "$file"
 }
 
-# Client hosts of a target: network namespaces speaqr-NAME-client1..N, each on the "public"
-# segment 198.51.100.0/24 (a bridge in the target's namespace, 198.51.100.1), host k at
-# 198.51.100.(10+k), routing the target's own network through the bridge. Their packets reach
-# the appliance on a real interface with their own source address (not on lo), so its firewall
-# and bans see them as hosts on the internet.
+# The lab's networks around a target (README, "Lab networks"); traffic stays between these
+# namespaces:
+#   public segment 198.51.100.0/24: bridge brclients in the target's router namespace (.1);
+#     client hosts speaqr-NAME-client1..N at .11, .12, ...; a masquerading NAT router
+#     speaqr-NAME-nat at .20; a STUN server (coturn, STUN only) speaqr-NAME-stun at .30.
+#   behind the NAT router: 192.168.100.0/24 (router .1), client host speaqr-NAME-natclient at .10.
+# Client packets reach the appliance on a real interface with their own (or their NAT's) source
+# address, not on lo, so its firewall, bans and NAT handling see them as hosts on the internet.
 SPEAQR_CLIENT_HOSTS=${SPEAQR_CLIENT_HOSTS:-3}
+LAB_PUBLIC_NET=198.51.100.0/24
+LAB_NAT_LAN=192.168.100.0/24
 client_netns_name() { printf 'speaqr-%s-client%s' "$1" "$2"; }
-
-attach_client_hosts() {
-  local name=$1 target_net=$2 ns k cns
-  ns=$(netns_name "$name")
-  ip -n "$ns" link add brclients type bridge
-  ip -n "$ns" addr add 198.51.100.1/24 dev brclients
-  ip -n "$ns" link set brclients up
-  for k in $(seq "$SPEAQR_CLIENT_HOSTS"); do
-    cns=$(client_netns_name "$name" "$k")
-    ip netns del "$cns" 2>/dev/null || true
-    ip netns add "$cns"
-    ip -n "$cns" link set lo up
-    ip -n "$cns" link add eth0 type veth peer name "vclient$k" netns "$ns"
-    ip -n "$ns" link set "vclient$k" master brclients up
-    ip -n "$cns" addr add "198.51.100.$((10 + k))/24" dev eth0
-    ip -n "$cns" link set eth0 up
-    ip -n "$cns" route add "$target_net" via 198.51.100.1
-  done
+lab_netns_names() {
+  local k
+  for k in $(seq "$SPEAQR_CLIENT_HOSTS"); do client_netns_name "$1" "$k"; echo; done
+  printf 'speaqr-%s-%s\n' "$1" nat "$1" natclient "$1" stun
 }
 
-detach_client_hosts() {
-  local name=$1 k
-  for k in $(seq "$SPEAQR_CLIENT_HOSTS"); do ip netns del "$(client_netns_name "$name" "$k")" 2>/dev/null || true; done
+# A host on the public segment: namespace $2 with eth0 at $3 on brclients of router namespace $1.
+add_public_host() {
+  local router=$1 ns=$2 address=$3 peer=$4
+  ip netns del "$ns" 2>/dev/null || true
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+  ip -n "$ns" link add eth0 type veth peer name "$peer" netns "$router"
+  ip -n "$router" link set "$peer" master brclients up
+  ip -n "$ns" addr add "$address/24" dev eth0
+  ip -n "$ns" link set eth0 up
+}
+
+# $1 NAME, $2 the router namespace, $3 the target's network the public hosts route to through it.
+attach_lab_networks() {
+  local name=$1 router=$2 target_net=$3 k cns nat natclient stun state
+  ip -n "$router" link add brclients type bridge
+  ip -n "$router" addr add 198.51.100.1/24 dev brclients
+  ip -n "$router" link set brclients up
+  # Private addresses behind the NAT router must never leave through the router's uplink.
+  ip -n "$router" route add unreachable "$LAB_NAT_LAN"
+  for k in $(seq "$SPEAQR_CLIENT_HOSTS"); do
+    cns=$(client_netns_name "$name" "$k")
+    add_public_host "$router" "$cns" "198.51.100.$((10 + k))" "vclient$k"
+    ip -n "$cns" route add "$target_net" via 198.51.100.1
+  done
+
+  nat="speaqr-$name-nat" natclient="speaqr-$name-natclient" stun="speaqr-$name-stun"
+  add_public_host "$router" "$nat" 198.51.100.20 vnat
+  ip -n "$nat" route add "$target_net" via 198.51.100.1
+  ip netns del "$natclient" 2>/dev/null || true
+  ip netns add "$natclient"
+  ip -n "$natclient" link set lo up
+  ip -n "$natclient" link add eth0 type veth peer name lan0 netns "$nat"
+  ip -n "$nat" addr add 192.168.100.1/24 dev lan0
+  ip -n "$nat" link set lan0 up
+  ip -n "$natclient" addr add 192.168.100.10/24 dev eth0
+  ip -n "$natclient" link set eth0 up
+  ip -n "$natclient" route add default via 192.168.100.1
+  in_netns "$nat" sysctl -q -w net.ipv4.ip_forward=1
+  in_netns "$nat" nft -f - <<NFT
+table ip speaqr_lab_nat {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr $LAB_NAT_LAN oifname "eth0" masquerade
+  }
+}
+NFT
+
+  add_public_host "$router" "$stun" 198.51.100.30 vstun
+  state=$(state_dir "$name")
+  # -c /dev/null: not the host's /etc/turnserver.conf (Debian's turns off RFC 3489 requests, which
+  # pjsua's media STUN sends).
+  setsid ip netns exec "$stun" turnserver -c /dev/null --stun-only --listening-ip 198.51.100.30 --listening-port 3478 \
+    --no-cli --no-tls --no-dtls --no-auth --no-stdout-log --simple-log --log-file "$state/stun.log" \
+    --userdb "$state/stun.db" --pidfile "$state/stun-server.pid" >/dev/null 2>&1 < /dev/null &
+  echo $! > "$state/stun.pid"
+}
+
+detach_lab_networks() {
+  local name=$1 ns
+  stop_pid_file "$(state_dir "$name")/stun.pid" TERM 5
+  for ns in $(lab_netns_names "$name"); do ip netns del "$ns" 2>/dev/null || true; done
 }

@@ -11,6 +11,7 @@ ns=$(netns_name "$name")
 stop_pid_file "$state/nspawn.pid" TERM 30
 stop_pid_file "$state/slirp4netns.pid" TERM 5
 ip netns del "$ns" 2>/dev/null || true
-detach_client_hosts "$name"
+ip netns del "$ns-router" 2>/dev/null || true
+detach_lab_networks "$name"
 rm -f "$state/instance.env"
 log "machine speaqr-$name stopped"

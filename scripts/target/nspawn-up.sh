@@ -3,7 +3,9 @@
 # usage: nspawn-up.sh NAME
 # The machine's changes live in a tmpfs overlay (--volatile=overlay): the cached root stays pristine.
 # Network: namespace speaqr-NAME with slirp4netns user-mode NAT (guest 10.0.2.100, reaches the
-# Debian mirror); SSH and SIP clients reach it from inside that namespace.
+# Debian mirror); SSH and the in-namespace SIP clients reach it there. The lab's public segment
+# (common.sh) sits behind a router namespace speaqr-NAME-router that gives the machine a public
+# address by 1:1 NAT, the usual cloud VM: 198.51.100.2 <-> its private 172.30.0.2 (eth1).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
@@ -12,6 +14,7 @@ name=${1:?usage: nspawn-up.sh NAME}
 ns=$(netns_name "$name")
 state=$(state_dir "$name")
 address=10.0.2.100
+public_address=198.51.100.2
 
 root=$("$here/build-rootfs.sh")
 "$here/nspawn-down.sh" "$name" >/dev/null 2>&1 || true
@@ -28,7 +31,32 @@ setsid slirp4netns --configure --mtu=65520 --netns-type=path "/run/netns/$ns" ta
 echo $! > "$state/slirp4netns.pid"
 for _ in $(seq 50); do ip -n "$ns" -4 addr show tap0 2>/dev/null | grep -q "$address" && break; sleep 0.1; done
 ip -n "$ns" -4 addr show tap0 | grep -q "$address" || die "slirp4netns did not configure tap0 (see $state/slirp4netns.log)"
-attach_client_hosts "$name" "$address/32"
+router="$ns-router"
+ip netns del "$router" 2>/dev/null || true
+ip netns add "$router"
+ip -n "$router" link set lo up
+ip -n "$ns" link add eth1 type veth peer name lan0 netns "$router"
+ip -n "$ns" addr add 172.30.0.2/24 dev eth1
+ip -n "$ns" link set eth1 up
+ip -n "$router" addr add 172.30.0.1/24 dev lan0
+ip -n "$router" link set lan0 up
+in_netns "$router" sysctl -q -w net.ipv4.ip_forward=1
+ip -n "$ns" route add "$LAB_PUBLIC_NET" via 172.30.0.1
+ip -n "$ns" route add unreachable "$LAB_NAT_LAN"
+attach_lab_networks "$name" "$router" "$public_address/32"
+ip -n "$router" addr add "$public_address/24" dev brclients
+in_netns "$router" nft -f - <<NFT
+table ip speaqr_lab_one_to_one_nat {
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    ip daddr $public_address dnat to 172.30.0.2
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 172.30.0.2 snat to $public_address
+  }
+}
+NFT
 
 boot_start=$SECONDS
 # Host is cgroup v1 without systemd; sid's systemd needs the unified hierarchy inside.
@@ -48,6 +76,7 @@ cat > "$state/instance.env" <<ENV
 SPEAQR_TARGET_KIND=nspawn
 SPEAQR_TARGET_NETNS=$ns
 SPEAQR_SIP_ADDRESS=$address
+SPEAQR_PUBLIC_ADDRESS=$public_address
 SPEAQR_SSH_KEY=$state/id_ed25519
 SPEAQR_CLIENT_NETNS=$(client_netns_name "$name" 1)
 ENV

@@ -11,6 +11,6 @@ ns=$(netns_name "$name")
 stop_pid_file "$state/qemu.pid" TERM 10
 stop_pid_file "$state/slirp4netns.pid" TERM 5
 ip netns del "$ns" 2>/dev/null || true
-detach_client_hosts "$name"
+detach_lab_networks "$name"
 rm -f "$state/instance.env" "$state/overlay.qcow2"
 log "VM speaqr-$name stopped"

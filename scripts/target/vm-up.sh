@@ -3,7 +3,8 @@
 # usage: vm-up.sh NAME
 # Network: namespace speaqr-NAME; slirp4netns gives the namespace user-mode NAT to the Debian
 # mirror (tap0), the VM sits on a tap in that namespace (192.168.77.2, gateway .1) and is
-# masqueraded out of tap0. SSH and SIP clients reach it from inside the namespace.
+# masqueraded out of tap0. SSH and SIP clients reach it from inside the namespace; the lab's
+# public segment (common.sh) routes to its address directly (no NAT in front of the VM).
 # Acceleration: KVM when /dev/kvm is usable with VMX/SVM, else software emulation (TCG);
 # force either with SPEAQR_VM_ACCEL=kvm|tcg.
 set -euo pipefail
@@ -40,7 +41,7 @@ ip -n "$ns" tuntap add dev vmtap mode tap
 ip -n "$ns" addr add 192.168.77.1/24 dev vmtap
 ip -n "$ns" link set vmtap up
 in_netns "$ns" sysctl -q -w net.ipv4.ip_forward=1
-attach_client_hosts "$name" 192.168.77.0/24
+attach_lab_networks "$name" "$ns" 192.168.77.0/24
 in_netns "$ns" nft -f - <<NFT
 table ip speaqr_lab_nat {
   chain postrouting {
@@ -70,6 +71,7 @@ SPEAQR_TARGET_KIND=vm
 SPEAQR_VM_ACCEL=$SPEAQR_VM_ACCEL
 SPEAQR_TARGET_NETNS=$ns
 SPEAQR_SIP_ADDRESS=$address
+SPEAQR_PUBLIC_ADDRESS=$address
 SPEAQR_SSH_KEY=$image/id_ed25519
 SPEAQR_CLIENT_NETNS=$(client_netns_name "$name" 1)
 ENV

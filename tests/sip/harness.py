@@ -5,6 +5,7 @@ See conftest.py for where the target's address, domain, CA and users come from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -39,10 +40,29 @@ class SipTarget:
     resolve: bool = True
     inventory_hostname: str | None = None
     extra: dict = field(default_factory=dict)
+    # What hosts outside the appliance's local networks contact: its public address behind 1:1
+    # NAT (speaqr_asterisk_external_signaling_address), else ``address``.
+    public_address: str = ""
 
     @property
     def first_user(self) -> str:
         return next(iter(self.users))
+
+    def from_lab_host(self, netns: str) -> SipTarget:
+        """This target as a client in lab namespace ``netns`` (a host of the lab's public segment,
+        scripts/target/common.sh) reaches it: through its public address."""
+        return dataclasses.replace(self, netns=netns, address=self.public_address or self.address)
+
+    def lab_host(self, kind: str) -> str:
+        """The namespace of one of the lab's hosts around the target (``client1``, ``nat``,
+        ``natclient``, ``stun``...); skips when the tests run without the lab topology."""
+        if not self.netns:
+            pytest.skip("no lab topology (SPEAQR_TARGET_NETNS): these tests need client hosts of their own")
+        name = f"{self.netns}-{kind}"
+        present = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout.split()
+        if name not in present:
+            pytest.fail(f"lab host namespace {name} missing: scripts/target/*-up.sh create it")
+        return name
 
 
 def _templated(host, var: str):
@@ -105,6 +125,9 @@ def load_target(host) -> SipTarget:
         netns=env.get("SPEAQR_TARGET_NETNS", ""),
         resolve=env.get("SPEAQR_SIP_RESOLVE", "1") != "0",
         inventory_hostname=inv_name,
+        public_address=env.get("SPEAQR_PUBLIC_ADDRESS")
+        or (_templated(host, "speaqr_asterisk_external_signaling_address") if host.backend.NAME == "ansible" else "")
+        or address,
     )
 
 

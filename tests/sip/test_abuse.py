@@ -9,7 +9,6 @@ Needs the lab topology (SPEAQR_TARGET_NETNS and its -client<k> namespaces); skip
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,12 +28,9 @@ CHALLENGE = 401
 
 @pytest.fixture(scope="module")
 def abuser(sip_target) -> list[str]:
-    ns = os.environ.get("SPEAQR_TARGET_NETNS", "")
-    if not ns:
-        pytest.skip("no lab topology: the abuse tests need a client host of their own")
-    netns = f"{ns}-client{ABUSER}"
-    cmd = ["ip", "netns", "exec", netns, sys.executable, "-m", "tests.sip.abuse_client"]
-    return cmd, ["--server", sip_target.address, "--domain", sip_target.domain, "--ca", sip_target.ca]
+    outside = sip_target.from_lab_host(sip_target.lab_host(f"client{ABUSER}"))
+    cmd = ["ip", "netns", "exec", outside.netns, sys.executable, "-m", "tests.sip.abuse_client"]
+    return cmd, ["--server", outside.address, "--domain", outside.domain, "--ca", outside.ca]
 
 
 def run(abuser, kind: str, *args: str, timeout: float = 120) -> dict:

@@ -9,10 +9,7 @@ Needs the lab topology (SPEAQR_TARGET_NETNS and its -client<k> namespaces); skip
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
-import os
-import subprocess
 import time
 
 import pytest
@@ -24,15 +21,8 @@ CLIENT_ADDRESS = "198.51.100.{}"
 
 
 @pytest.fixture(scope="module")
-def bans(host) -> dict:
-    ns = os.environ.get("SPEAQR_TARGET_NETNS", "")
-    if not ns:
-        pytest.skip("no lab topology: the ban tests need client hosts of their own")
-    present = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    names = [f"{ns}-client{k}" for k in (1, 2, 3)]
-    missing = [n for n in names if n not in present]
-    if missing:
-        pytest.fail(f"client host namespaces {missing} missing: the target scripts create them")
+def bans(host, sip_target) -> dict:
+    names = [sip_target.lab_host(f"client{k}") for k in (1, 2, 3)]
     settings = {
         "maxretry": int(_templated(host, "speaqr_fail2ban_maxretry") or 5),
         "bantime": int(_templated(host, "speaqr_fail2ban_bantime") or 3600),
@@ -49,7 +39,7 @@ def from_host(sip_target):
     """SipClient whose processes run on client host k (1-based)."""
 
     def client(bans_settings: dict, k: int) -> SipClient:
-        return SipClient(dataclasses.replace(sip_target, netns=bans_settings["netns"][k - 1]))
+        return SipClient(sip_target.from_lab_host(bans_settings["netns"][k - 1]))
 
     return client
 

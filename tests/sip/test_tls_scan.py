@@ -6,7 +6,6 @@ TLS 1.3 accepted; no client-initiated renegotiation. The scan's summary is writt
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 
@@ -24,12 +23,11 @@ FORWARD_SECRET_AEAD = re.compile(
 @pytest.fixture(scope="module")
 def scan(sip_target, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("tls-scan") / "scan.json"
-    ns = os.environ.get("SPEAQR_TARGET_NETNS", "")
     prefix = []
-    if ns:
-        client = f"{ns}-client2"
-        present = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-        prefix = ["ip", "netns", "exec", client if client in present else ns]
+    if sip_target.netns:
+        # From a host of the public segment, as a scanner on the internet sees the appliance.
+        sip_target = sip_target.from_lab_host(sip_target.lab_host("client2"))
+        prefix = ["ip", "netns", "exec", sip_target.netns]
     target = f"{sip_target.domain}:{sip_target.port}{{{sip_target.address}}}"
     if not SSLYZE_PYTHON.exists():
         pytest.fail(f"{SSLYZE_PYTHON} missing: scripts/host-setup.sh installs sslyze (requirements-sslyze.txt)")

@@ -56,6 +56,17 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="leave Nagle's algorithm on (only to measure what TCP_NODELAY saves)",
     )
     p.add_argument(
+        "--stun",
+        metavar="HOST:PORT",
+        help="STUN server: the media address in the SDP offer is the one it reports (a softphone behind NAT)",
+    )
+    p.add_argument(
+        "--media-address",
+        metavar="ADDR",
+        help="advertise ADDR as the media address in the SDP offer whatever the real one is (a broken NAT "
+        "or ALG); the appliance must send its audio where the client's packets come from",
+    )
+    p.add_argument(
         "--log-level",
         type=int,
         default=int(os.environ.get("SIPCLIENT_LOG_LEVEL", "1")),
@@ -131,6 +142,8 @@ def _options(a) -> Options:
         verify_server=a.verify_server,
         log_level=a.log_level,
         tcp_nodelay=a.tcp_nodelay,
+        stun=a.stun,
+        media_address=a.media_address,
         srtp=getattr(a, "srtp", "mandatory"),
         codec=getattr(a, "codec", "PCMU"),
     )

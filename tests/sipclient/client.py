@@ -71,6 +71,8 @@ class Options:
     tls_timeout_ms: int = 5000
     tcp_nodelay: bool = True  # False only to demonstrate what Nagle costs
     reg_timeout_s: float = 10.0
+    stun: str | None = None  # STUN server host:port for the media address of the SDP offer
+    media_address: str | None = None  # address advertised in the SDP offer instead of the real one
 
     @property
     def server_hostport(self) -> str:
@@ -173,6 +175,7 @@ class _Call(pj.Call):
         self.final_status: int | None = None
         self.final_reason: str | None = None
         self.answer_sdp: str | None = None
+        self.offer_sdp: str | None = None
         self.connected = False
         self.disconnected = False
         self.call_id: str | None = None
@@ -206,6 +209,10 @@ class _Call(pj.Call):
                         self.answer_sdp = msg.split("\r\n\r\n", 1)[1] if "\r\n\r\n" in msg else None
                     except Exception as exc:  # noqa: BLE001
                         log.debug("no answer SDP: %s", exc)
+
+    def onCallSdpCreated(self, prm):
+        if self.offer_sdp is None:
+            self.offer_sdp = prm.sdp.wholeSdp
 
     def onCallState(self, prm):
         ci = self.getInfo()
@@ -267,6 +274,13 @@ class _Call(pj.Call):
             "rx_jitter_ms_mean": round(rc.rxStat.jitterUsec.mean / 1000.0, 3) if rc.rxStat.jitterUsec.n else None,
             "rtt_ms_last": round(rc.rttUsec.last / 1000.0, 3) if rc.rttUsec.n else None,
         }
+        try:
+            # Where the received RTP came from, and where this client sends it (the SDP answer's
+            # address, or the one pjmedia latched onto).
+            self.last_rtp["source"] = self.getMedTransportInfo(0).srcRtpName or None
+            self.last_rtp["sent_to"] = self.getStreamInfo(0).remoteRtpAddress or None
+        except Exception as exc:  # noqa: BLE001 - media may be gone
+            log.debug("no media transport info: %s", exc)
         self.rtp_samples.append((now_ms(), self.last_rtp["tx_packets"], self.last_rtp["rx_packets"]))
         if len(self.rtp_samples) > 200:
             del self.rtp_samples[:100]
@@ -311,6 +325,7 @@ class _Call(pj.Call):
             else None,
             "codec": self.codec,
             "media": _sdp_summary(self.answer_sdp),
+            "offer": _sdp_summary(self.offer_sdp),
             "rtp": self.last_rtp,
             "play": self.play_path,
             "record": self.record_path,
@@ -328,12 +343,18 @@ class _Call(pj.Call):
 
 
 def _sdp_summary(sdp: str | None) -> dict | None:
-    """What the answer SDP offered for audio: transport profile, codecs, crypto suites (no keys)."""
+    """What the answer SDP offered for audio: transport profile, codecs, crypto suites (no keys),
+    and the addresses it names (``o=`` and every ``c=``)."""
     if not sdp:
         return None
-    out: dict = {"profile": None, "payloads": [], "rtpmap": [], "crypto": []}
+    out: dict = {"profile": None, "payloads": [], "rtpmap": [], "crypto": [], "origin": None, "connection": []}
     for line in sdp.splitlines():
-        if line.startswith("m=audio"):
+        if line.startswith("o="):
+            parts = line.split()
+            out["origin"] = parts[-1] if len(parts) >= 6 else None
+        elif line.startswith("c="):
+            out["connection"].append(line.split()[-1])
+        elif line.startswith("m=audio"):
             parts = line.split()
             out["profile"] = parts[2] if len(parts) > 2 else None
             out["payloads"] = parts[3:]
@@ -401,6 +422,12 @@ class Session:
         self.nodelay = o.tcp_nodelay
         self.tls_transport_id = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
         ep.libStart()
+        if o.stun:
+            # Resolve the STUN server before any call: media transports created earlier would
+            # advertise the private address.
+            servers = pj.StringVector()
+            servers.append(o.stun)
+            ep.natUpdateStunServers(servers, True)
         ep.audDevManager().setNullDev()
         self._select_codec(o.codec)
 
@@ -428,8 +455,10 @@ class Session:
         acfg.sipConfig.transportId = self.tls_transport_id
         acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", o.user, 0, o.password))
         acfg.natConfig.iceEnabled = False
+        # SIP runs over TLS (STUN does not apply to it): Via received/rport and the appliance's
+        # contact rewriting handle its NAT. STUN, when given, maps the RTP port for the SDP offer.
         acfg.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
-        acfg.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
+        acfg.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DEFAULT if o.stun else pj.PJSUA_STUN_USE_DISABLED
         acfg.mediaConfig.srtpUse = SRTP_MODES[o.srtp]
         acfg.mediaConfig.srtpSecureSignaling = 0
         if o.srtp != "disabled":
@@ -440,6 +469,8 @@ class Session:
         acfg.mediaConfig.transportConfig.port = 20000
         acfg.mediaConfig.transportConfig.portRange = 20000
         acfg.mediaConfig.transportConfig.randomizePort = True
+        if o.media_address:
+            acfg.mediaConfig.transportConfig.publicAddress = o.media_address
         acc = self.acc = _Account()
         acc.t_reg_start = now_ms()
         acc.create(acfg)
