@@ -1,6 +1,7 @@
 """speaqr_asterisk refuses a TLS policy that is not TLS 1.2/1.3 with forward-secret AEAD suites,
-with a message that names the variable (and the offending suites). Runs the role's checks with
-ansible-playbook on the controller (tests/unit/ansible/tls_cases.yml)."""
+and NAT settings that would send every client the public address, with a message that names the
+variable (and the offending values). Runs the role's checks with ansible-playbook on the
+controller (tests/unit/ansible/tls_cases.yml)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,23 @@ CASES = {
     "empty-list": ("sslv23", []),
     "duplicate": ("sslv23", ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256"]),
 }
+PUBLIC = "203.0.113.10"
+NAT_CASES = {
+    "one-to-one-nat": {
+        "external_signaling_address": PUBLIC,
+        "external_media_address": PUBLIC,
+        "local_nets": ["10.0.0.0/16"],
+    },
+    "public-name": {
+        "external_signaling_address": "sip.example.com",
+        "external_media_address": PUBLIC,
+        "local_nets": ["10.0.0.0/8", "fd00::/8"],
+    },
+    "external-without-local-nets": {"external_signaling_address": PUBLIC, "external_media_address": PUBLIC},
+    "local-net-not-a-cidr": {"external_media_address": PUBLIC, "local_nets": ["10.0.0.0/16", "the office"]},
+    "media-address-a-name": {"external_media_address": "sip.example.com", "local_nets": ["10.0.0.0/16"]},
+    "local-nets-a-string": {"external_media_address": PUBLIC, "local_nets": "10.0.0.0/16"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +60,8 @@ def outcomes(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("tls-asserts")
     out = tmp / "results.json"
     extra = {
-        "cases": [{"name": n, "method": m, "ciphers": c} for n, (m, c) in CASES.items()],
+        "cases": [{"name": n, "method": m, "ciphers": c} for n, (m, c) in CASES.items()]
+        + [{"name": n, "method": "sslv23", "ciphers": MOZILLA_INTERMEDIATE, **v} for n, v in NAT_CASES.items()],
         "out": str(out),
         "ansible_python_interpreter": sys.executable,
     }
@@ -92,5 +111,26 @@ def test_good_tls_policies_pass_every_check(outcomes, case):
 def test_bad_tls_policies_are_refused_naming_the_variable(outcomes, case, task, words):
     got = outcomes[case]
     assert got["task"] == task, got
+    for w in words:
+        assert w in got["msg"], f"{case}: {w!r} not in {got['msg']!r}"
+
+
+@pytest.mark.parametrize("case", ["one-to-one-nat", "public-name"])
+def test_nat_settings_with_local_networks_pass(outcomes, case):
+    assert outcomes[case]["task"] == "none", outcomes[case]
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("external-without-local-nets", ["speaqr_asterisk_local_nets", "[]"]),
+        ("local-net-not-a-cidr", ["speaqr_asterisk_local_nets", "the office"]),
+        ("media-address-a-name", ["speaqr_asterisk_external_media_address", "sip.example.com"]),
+        ("local-nets-a-string", ["speaqr_asterisk_local_nets", '"10.0.0.0/16"']),
+    ],
+)
+def test_bad_nat_settings_are_refused_naming_the_variable(outcomes, case, words):
+    got = outcomes[case]
+    assert got["task"] == "Check the NAT settings", got
     for w in words:
         assert w in got["msg"], f"{case}: {w!r} not in {got['msg']!r}"
