@@ -225,7 +225,7 @@ async def test_answered_call_cross_routes_each_direction_through_its_own_session
     assert origination["app"] == "loopback"
     assert origination["appArgs"] == f"call-leg,{CALLER}"
     assert origination["originator"] == CALLER
-    assert origination["callerId"] == "<+34910000000>"
+    assert origination["callerId"] == '"+34910000000" <+34910000000>'
     assert origination["timeout"] == "7"  # answer_timeout 2 s + 5 s backstop
     # Asterisk ends the carrier leg itself after the longest call (if we died): 7 + 60 + 120.
     assert fake.origination_bodies[0] == {"variables": {"TIMEOUT(absolute)": "187"}}

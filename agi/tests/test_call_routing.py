@@ -59,10 +59,10 @@ def test_trunk_endpoint_template() -> None:
 
 def test_caller_id_policies() -> None:
     fixed = CallConfig(callerid_policy="fixed", callerid_number="+34910000000")
-    assert caller_id(fixed, "alice") == "<+34910000000>"
+    assert caller_id(fixed, "alice") == '"+34910000000" <+34910000000>'
     named = CallConfig(callerid_policy="fixed", callerid_number="34910000000", callerid_name="Acme")
     assert caller_id(named, "alice") == '"Acme" <34910000000>'
-    assert caller_id(CallConfig(callerid_policy="username"), "alice") == "<alice>"
+    assert caller_id(CallConfig(callerid_policy="username"), "alice") == '"alice" <alice>'
 
 
 @pytest.mark.parametrize(

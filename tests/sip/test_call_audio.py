@@ -136,11 +136,6 @@ def test_carrier_sees_the_number_and_the_caller_id(caller, carrier, passthrough_
     assert row["processor"] == call_settings.processor_of(passthrough_user), row
 
 
-@pytest.mark.xfail(
-    reason="the ARI originate keeps the caller's display name (the username) in From/P-Asserted-Identity "
-    "when [call] callerid_policy is fixed and callerid_name is empty (agi: call_routing.caller_id)",
-    strict=False,
-)
 def test_fixed_caller_id_does_not_reveal_the_username(caller, carrier, passthrough_user, call_settings):
     if call_settings.callerid != "fixed":
         pytest.skip("the inventory presents the caller's username (callerid: user)")

@@ -95,9 +95,12 @@ def trunk_resource(template: str) -> tuple[str, str] | None:
 
 
 def caller_id(call: CallConfig, username: str) -> str:
-    """The ``callerId`` for ARI originate: ``"name" <number>`` or ``<number>``.
+    """The ``callerId`` for ARI originate: always ``"name" <number>``.
 
-    The angle brackets make Asterisk take a non-numeric username as the number.
+    The angle brackets make Asterisk take a non-numeric username as the number. The name is
+    never left empty: Asterisk would then copy the customer's own caller name (its username) into
+    the outbound leg, and a fixed caller-ID would reveal who called. Without ``callerid_name``
+    the number stands in as the name.
     """
     number = call.callerid_number if call.callerid_policy == "fixed" else username
-    return f'"{call.callerid_name}" <{number}>' if call.callerid_name else f"<{number}>"
+    return f'"{call.callerid_name or number}" <{number}>'
