@@ -19,7 +19,12 @@ Run from the repository root as root, with the target's settings (as molecule's 
     SPEAQR_TARGET_NETNS=speaqr-calldev SPEAQR_SIP_ADDRESS=10.0.2.100 SPEAQR_SIP_DOMAIN=sip.speaqr.lab \\
     SPEAQR_LAB_CA=.lab/speaqr-calldev/lab-ca.crt SPEAQR_SIP_USERS='{"alice": "...", "bob": "..."}' \\
     .venv/bin/python benchmarks/call_service.py --carrier 10.0.2.100:5070 --passthrough-user alice \\
-        --speaqr-user bob --calls 10 --label nspawn
+        --speaqr-user bob --calls 10 --label nspawn \\
+        [--carrier-tls 5090 --carrier-cert carrier.crt --carrier-key carrier.key]
+
+With the example inventory the service dials the carrier over TLS (lab-carrier): give the TLS port
+and a certificate for the carrier's address that the appliance trusts (the lab CA issues one:
+tests/sip/call_harness.py ``issue_carrier_certificate``).
 
 Prints a summary and writes benchmarks/results/call_service-<label>-<UTC time>.json.
 """
@@ -155,6 +160,9 @@ def run_user(sip: SipClient, carrier: CarrierProcess, user: str, calls: int, ton
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--carrier", required=True, metavar="ADDR:PORT", help="where the stand-in carrier listens")
+    ap.add_argument("--carrier-tls", type=int, metavar="PORT", help="the carrier also listens for TLS on PORT")
+    ap.add_argument("--carrier-cert", help="its certificate (with --carrier-tls)")
+    ap.add_argument("--carrier-key", help="its private key (with --carrier-tls)")
     ap.add_argument("--passthrough-user", required=True)
     ap.add_argument("--speaqr-user", help="a user on the speaqr processor (the lab's stand-in Speaqr)")
     ap.add_argument("--calls", type=int, default=10, help="calls per measurement and user")
@@ -167,6 +175,8 @@ def main() -> int:
         help="seconds to wait after starting the carrier for the appliance's OPTIONS qualify (lab: every 5 s)",
     )
     args = ap.parse_args()
+    if args.carrier_tls and not (args.carrier_cert and args.carrier_key):
+        ap.error("--carrier-tls needs --carrier-cert and --carrier-key")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     env = os.environ
     target = SipTarget(
@@ -179,10 +189,14 @@ def main() -> int:
     sip = SipClient(target)
     host, _, port = args.carrier.rpartition(":")
     settings = CallSettings(host, int(port), "fixed", "", "e164", 30.0, ["+34"], [], 2, 10)
+    tls_files = None
+    if args.carrier_tls:
+        settings.carrier_tls_port = args.carrier_tls
+        tls_files = (Path(args.carrier_cert), Path(args.carrier_key))
     with tempfile.TemporaryDirectory(prefix="call-bench-") as tmp:
         work = Path(tmp)
         tone = write_wav(work / "tone-1k.wav", np.concatenate([tone_bursts(TONE_HZ), silence(0.2)]))
-        carrier = CarrierProcess(settings, work / "carrier", netns=target.netns).start()
+        carrier = CarrierProcess(settings, work / "carrier", netns=target.netns, tls_files=tls_files).start()
         time.sleep(args.trunk_settle)
         results = {}
         try:

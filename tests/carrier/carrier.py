@@ -8,9 +8,9 @@ answers busy, never answers, rejects, echoes, or answers and hangs up after a wh
 Design notes
 - One process = one pjsua2 library = at most 4 calls (the wheel's ``PJSUA_MAX_CALLS``); a fifth
   INVITE is answered 486 by pjsua itself (recorded as such in the state file).
-- Plain SIP over UDP or TCP on ``--listen`` (carriers that need TLS are served by the appliance's
-  own TLS transport; this stand-in covers the plain transports the lab uses). Media: RTP, or SDES
-  SRTP with ``--srtp``.
+- Plain SIP over UDP or TCP on ``--listen``, and SIP over TLS on ``--tls-listen`` with a
+  certificate the appliance verifies (the production trunk). Media: RTP, or SDES SRTP with
+  ``--srtp`` (``optional`` takes both, each call as its INVITE offers).
 - ``uaConfig.threadCnt = 0``: no pjsip worker thread; the main loop polls ``libHandleEvents`` so
   every callback runs in the main thread, and the arrival time is taken the moment pjsip hands
   the INVITE to us. Times are ``time.perf_counter()`` (CLOCK_MONOTONIC): the same clock as the
@@ -102,6 +102,8 @@ class Options:
     state: str | None = None
     ring_ms: int = 100
     srtp: str = "disabled"
+    # A SIP-over-TLS listener beside the main one: (host, port, certificate file, key file).
+    tls: tuple[str, int, str, str] | None = None
     log_level: int = 1
     max_calls: int = 4
 
@@ -132,6 +134,12 @@ def uri_user(value: str | None) -> str | None:
     return m.group(1) if m else None
 
 
+def via_transport(value: str | None) -> str | None:
+    """The transport of a Via header value (``SIP/2.0/TLS host;branch=...`` -> ``tls``)."""
+    m = re.match(r"\s*SIP\s*/\s*2\.0\s*/\s*(\w+)", value or "", re.IGNORECASE)
+    return m.group(1).lower() if m else None
+
+
 def parse_invite(msg: str) -> dict:
     """What the carrier records about an INVITE: request URI and its user, From, P-Asserted-Identity."""
     first = msg.split("\r\n", 1)[0]
@@ -149,6 +157,7 @@ def parse_invite(msg: str) -> dict:
         "call_id": header_value(msg, "Call-ID", "i"),
         "user_agent": header_value(msg, "User-Agent"),
         "sdp_crypto": "a=crypto:" in msg,
+        "via_transport": via_transport(header_value(msg, "Via", "v")),
     }
 
 
@@ -350,6 +359,8 @@ class Carrier:
         tcfg.publicAddress = o.listen_host
         kind = pj.PJSIP_TRANSPORT_UDP if o.transport == "udp" else pj.PJSIP_TRANSPORT_TCP
         tid = ep.transportCreate(kind, tcfg)
+        if o.tls:
+            self._tls_transport(*o.tls)
         ep.libStart()
         ep.audDevManager().setNullDev()
         self._only_pcmu()
@@ -358,7 +369,10 @@ class Carrier:
         acfg.idUri = f"sip:carrier@{o.listen_host}:{o.listen_port}"
         acfg.regConfig.registrarUri = ""
         acfg.regConfig.registerOnAdd = False
-        acfg.sipConfig.transportId = tid
+        if not o.tls:
+            # Outgoing requests (--invite) leave from --listen. With a TLS listener too, contacts
+            # must follow the transport each INVITE came on, so the account is bound to none.
+            acfg.sipConfig.transportId = tid
         acfg.natConfig.iceEnabled = False
         acfg.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
         acfg.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
@@ -371,6 +385,21 @@ class Carrier:
         self.acc = _Account(self)
         self.acc.create(acfg, True)
         log.info("listening on %s:%d/%s", o.listen_host, o.listen_port, o.transport)
+        if o.tls:
+            log.info("listening on %s:%d/tls", o.tls[0], o.tls[1])
+
+    def _tls_transport(self, host: str, port: int, cert_file: str, key_file: str) -> int:
+        tcfg = pj.TransportConfig()
+        tcfg.port = port
+        tcfg.boundAddress = host
+        tcfg.publicAddress = host
+        tls = tcfg.tlsConfig
+        tls.certFile = cert_file
+        tls.privKeyFile = key_file
+        tls.method = pj.PJSIP_TLSV1_2_METHOD
+        tls.verifyClient = False
+        tls.requireClientCert = False
+        return self.ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
 
     def _only_pcmu(self) -> None:
         for ci in self.ep.codecEnum2():
@@ -544,6 +573,7 @@ class Carrier:
             "pid": os.getpid(),
             "listen": f"{o.listen_host}:{o.listen_port}",
             "transport": o.transport,
+            "tls_listen": f"{o.tls[0]}:{o.tls[1]}" if o.tls else None,
             "default_mode": o.default.mode,
             "rules": {r.suffix: f"{r.behaviour.mode}:{r.behaviour.arg}".rstrip(":") for r in o.rules},
             "started_unix": self.started_at,

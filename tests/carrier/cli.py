@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--listen", type=_listen, required=True, metavar="ADDR:PORT", help="where SIP is received")
     ap.add_argument("--transport", choices=["udp", "tcp"], default="udp")
     ap.add_argument(
+        "--tls-listen", type=_listen, metavar="ADDR:PORT", help="also receive SIP over TLS here (needs --tls-cert/-key)"
+    )
+    ap.add_argument("--tls-cert", help="PEM certificate of the TLS listener (the appliance verifies it)")
+    ap.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    ap.add_argument(
         "--mode",
         type=_behaviour,
         default=Behaviour(),
@@ -101,7 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.tls_listen and not (args.tls_cert and args.tls_key):
+        parser.error("--tls-listen needs --tls-cert and --tls-key")
     # stdout carries only the --invite result: anything native code prints goes to stderr.
     sys.stdout.flush()
     result_fd = os.dup(1)
@@ -129,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         state=args.state,
         ring_ms=args.ring_ms,
         srtp=args.srtp,
+        tls=(*args.tls_listen, args.tls_cert, args.tls_key) if args.tls_listen else None,
         log_level=args.log_level,
     )
     stop = {"signal": None}

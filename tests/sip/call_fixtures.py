@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from tests.audio import silence, tone_bursts, write_wav
-from tests.sip.call_harness import CallSettings, CarrierProcess, Target, load_call_settings
+from tests.sip.call_harness import (
+    CallSettings,
+    CarrierProcess,
+    Target,
+    issue_carrier_certificate,
+    load_call_settings,
+)
 from tests.sip.harness import TONE_HZ, SipClient
 
 
@@ -25,14 +31,27 @@ def target(host) -> Target:
     return Target(host)
 
 
+def carrier_tls_files(call_settings: CallSettings, target: Target, workdir: Path) -> tuple[Path, Path] | None:
+    """The carrier's TLS certificate and key when the dialled trunk is TLS, else None."""
+    if not call_settings.trunk_is_tls:
+        return None
+    if not (call_settings.carrier_tls_port and call_settings.lab_ca_dir):
+        pytest.skip("the dialled trunk is TLS but the inventory has no speaqr_lab_carrier_tls_port / lab CA")
+    return issue_carrier_certificate(target, call_settings.lab_ca_dir, call_settings.carrier_host, workdir / "tls")
+
+
 @pytest.fixture(scope="module")
 def carrier(call_settings, target, tmp_path_factory):
     """The stand-in carrier for this module's tests, in the target's namespace; once it runs,
     a qualified trunk is waited for until Asterisk's OPTIONS find it steadily online (the
     trunk may still show the previous module's carrier, or flip offline from an OPTIONS sent
     while no carrier ran)."""
+    workdir = tmp_path_factory.mktemp("carrier")
     proc = CarrierProcess(
-        call_settings, tmp_path_factory.mktemp("carrier"), netns=os.environ.get("SPEAQR_TARGET_NETNS", "")
+        call_settings,
+        workdir,
+        netns=os.environ.get("SPEAQR_TARGET_NETNS", ""),
+        tls_files=carrier_tls_files(call_settings, target, workdir),
     )
     proc.start()
     if call_settings.trunk_qualified:

@@ -5,18 +5,22 @@ Where things come from (environment overrides first, then the inventory through 
 
 | what | environment | inventory |
 |---|---|---|
-| stand-in carrier address | ``SPEAQR_CARRIER_LISTEN`` (``ADDR:PORT``) | ``speaqr_lab_carrier_host``/``port`` |
+| stand-in carrier | ``SPEAQR_CARRIER_LISTEN`` (``ADDR:PORT``) | ``speaqr_lab_carrier_host``, ``_port``, ``_tls_port`` |
 | carrier caller-ID and number format | - | ``speaqr_ari_call_carrier`` (one of ``speaqr_asterisk_carriers``) |
 | answer timeout, policy | - | ``speaqr_ari_call_answer_timeout``, ``speaqr_ari_policy_*`` |
 | users' processors | - | ``speaqr_users[].processor``, ``speaqr_ari_processor`` |
 
 The carrier runs in the target's network namespace (``SPEAQR_TARGET_NETNS``) like the SIP clients.
+When the trunk the service dials is TLS, the carrier listens for TLS too, with a certificate for its
+address that the appliance's lab CA issues for the test (``issue_carrier_certificate``), and takes
+SRTP as the trunk offers it.
 Without ``speaqr_lab_carrier_host`` (a staging inventory with a real carrier) the call tests skip:
 they need a callee they control.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shlex
@@ -75,6 +79,13 @@ class CallSettings:
     fake_speaqr_enabled: bool = False
     ari_port: int = 8088
     trunk: dict = field(default_factory=dict)  # the speaqr_asterisk_carriers item the service dials
+    carriers: list[dict] = field(default_factory=list)  # every speaqr_asterisk_carriers item present
+    carrier_tls_port: int = 0
+    lab_ca_dir: str = ""  # where the appliance keeps the lab CA (speaqr_tls_lab_ca_dir)
+
+    @property
+    def trunk_is_tls(self) -> bool:
+        return bool(self.trunk) and self.trunk.get("transport", "tls") == "tls"
 
     @property
     def trunk_qualified(self) -> bool:
@@ -108,6 +119,9 @@ def load_call_settings(host) -> CallSettings:
     names = [
         "speaqr_lab_carrier_host",
         "speaqr_lab_carrier_port",
+        "speaqr_lab_carrier_tls_port",
+        "speaqr_asterisk_carriers",
+        "speaqr_tls_lab_ca_dir",
         "speaqr_ari_call_carrier",
         "speaqr_ari_call_answer_timeout",
         "speaqr_ari_policy_allowed_prefixes",
@@ -152,17 +166,56 @@ def load_call_settings(host) -> CallSettings:
         fake_speaqr_enabled=bool(v["speaqr_ari_fake_speaqr_enabled"]),
         ari_port=int(v["speaqr_asterisk_http_port"] or 8088),
         trunk=dict(carrier),
+        carriers=[c for c in v["speaqr_asterisk_carriers"] or [] if c.get("state", "present") == "present"],
+        carrier_tls_port=int(v["speaqr_lab_carrier_tls_port"] or 0),
+        lab_ca_dir=str(v["speaqr_tls_lab_ca_dir"] or ""),
     )
 
 
 # --- the stand-in carrier --------------------------------------------------------------------
 
 
-class CarrierProcess:
-    """``python -m tests.carrier`` in the target's namespace; started and stopped by this object only."""
+def issue_carrier_certificate(
+    target: Target, ca_dir: str, address: str, workdir: Path, days: int = 2
+) -> tuple[Path, Path]:
+    """A key made here and a certificate for ``address`` (IP subjectAltName) issued by the
+    appliance's lab CA (speaqr_tls), which the lab inventory lists in
+    speaqr_asterisk_carrier_ca_certificates. Only the CSR travels to the appliance."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    key, csr, cert = workdir / "carrier.key", workdir / "carrier.csr", workdir / "carrier.crt"
+    subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        + ["-keyout", str(key), "-out", str(csr), "-subj", f"/CN={address}"],
+        check=True,
+        capture_output=True,
+    )
+    script = (
+        "set -e; d=$(mktemp -d); trap 'rm -rf \"$d\"' EXIT; "
+        f'printf %s {shlex.quote(base64.b64encode(csr.read_bytes()).decode())} | base64 -d > "$d/csr"; '
+        f"printf 'subjectAltName=IP:%s\\nextendedKeyUsage=serverAuth\\n' {shlex.quote(address)} > \"$d/ext\"; "
+        f'openssl x509 -req -in "$d/csr" -CA {ca_dir}/lab-ca.crt -CAkey {ca_dir}/lab-ca.key '
+        f'-days {int(days)} -extfile "$d/ext" -set_serial 0x$(openssl rand -hex 16)'
+    )
+    cert.write_text(target.check_output(f"bash -c {shlex.quote(script)}"))
+    return cert, key
 
-    def __init__(self, settings: CallSettings, workdir: Path, netns: str = "", rules: dict[str, str] | None = None):
+
+class CarrierProcess:
+    """``python -m tests.carrier`` in the target's namespace; started and stopped by this object only.
+
+    With ``tls_files`` (certificate, key) it also listens for TLS on the settings' TLS port and
+    takes SRTP or plain RTP as each INVITE offers."""
+
+    def __init__(
+        self,
+        settings: CallSettings,
+        workdir: Path,
+        netns: str = "",
+        rules: dict[str, str] | None = None,
+        tls_files: tuple[Path, Path] | None = None,
+    ):
         self.settings = settings
+        self.tls_files = tls_files
         self.workdir = workdir
         self.netns = netns
         self.rules = dict(CARRIER_RULES if rules is None else rules)
@@ -175,6 +228,10 @@ class CarrierProcess:
         cmd = ["ip", "netns", "exec", self.netns] if self.netns else []
         cmd += [sys.executable, "-m", "tests.carrier"]
         cmd += ["--listen", f"{self.settings.carrier_host}:{self.settings.carrier_port}", "--transport", "udp"]
+        if self.tls_files:
+            cert, key = self.tls_files
+            cmd += ["--tls-listen", f"{self.settings.carrier_host}:{self.settings.carrier_tls_port}"]
+            cmd += ["--tls-cert", str(cert), "--tls-key", str(key), "--srtp", "optional"]
         cmd += ["--record-dir", str(self.record_dir), "--state", str(self.state_file), "--tone-hz", "600"]
         for suffix, mode in self.rules.items():
             cmd += ["--rule", f"{suffix}={mode}"]
@@ -400,6 +457,15 @@ class Target:
                 raise AssertionError(f"trunk {trunk} still {seen!r} after {timeout} s (waiting for {state!r})")
             time.sleep(0.2)
         return time.monotonic() - t0
+
+    def watch_trunk(self, trunk: str, seconds: float) -> set[str]:
+        """Every state the trunk showed over ``seconds`` (polled)."""
+        seen = set()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            seen.add(self.trunk_state(trunk))
+            time.sleep(0.2)
+        return seen
 
     def journal_since(self, unit: str, since_unix: float) -> str:
         return self.check_output(

@@ -50,6 +50,13 @@ def _media_checks(r: dict) -> None:
     assert media.get("crypto") == ["AES_CM_128_HMAC_SHA1_80"], media
 
 
+def _trunk_checks(c: dict, call_settings) -> None:
+    """The carrier got the call on the trunk's transport, with SDES keys exactly when srtp is on."""
+    trunk = call_settings.trunk
+    assert c["via_transport"] == trunk.get("transport", "tls"), c
+    assert c["sdp_crypto"] == bool(trunk.get("srtp", True)), c
+
+
 def _answered_call(caller, carrier, user, call_settings, caller_tone, tmp_path, tail_s: float = 2.0):
     destination = call_settings.allowed_number()
     mark = carrier.mark()
@@ -60,6 +67,7 @@ def _answered_call(caller, carrier, user, call_settings, caller_tone, tmp_path, 
     _media_checks(r)
     c = carrier.call_for(destination, mark)
     assert c["final_status"] == 200 and c["record"], c
+    _trunk_checks(c, call_settings)
     return r, c, _audio(str(rec)), _audio(c["record"])
 
 
@@ -125,7 +133,7 @@ def test_carrier_sees_the_number_and_the_caller_id(caller, carrier, passthrough_
     assert c["number"] == destination, c  # number_format e164 in the lab
     assert c["from_user"] == expected, c
     assert c["pai_user"] == expected, c
-    assert not c["sdp_crypto"], "the lab trunk is plain RTP (srtp: false)"
+    _trunk_checks(c, call_settings)
     rows = target.wait_call_records([r["call_id"]])
     (row,) = rows[r["call_id"]]
     assert row["username"] == passthrough_user
