@@ -14,7 +14,8 @@
   time until the first sent audio comes back (every processor; the stand-in Speaqr answers per
   200 ms chunk, and its output is not time-aligned with the input).
 
-Run from the repository root as root, with the target's settings (as molecule's verifier has them):
+Run from the repository root as root, with the target's settings (as molecule's verifier has them;
+SPEAQR_CARRIER_NETNS=speaqr-<target>-carrier runs the carrier on the lab's carrier host):
 
     SPEAQR_TARGET_NETNS=speaqr-calldev SPEAQR_SIP_ADDRESS=10.0.2.100 SPEAQR_SIP_DOMAIN=sip.speaqr.lab \\
     SPEAQR_LAB_CA=.lab/speaqr-calldev/lab-ca.crt SPEAQR_SIP_USERS='{"alice": "...", "bob": "..."}' \\
@@ -196,7 +197,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="call-bench-") as tmp:
         work = Path(tmp)
         tone = write_wav(work / "tone-1k.wav", np.concatenate([tone_bursts(TONE_HZ), silence(0.2)]))
-        carrier = CarrierProcess(settings, work / "carrier", netns=target.netns, tls_files=tls_files).start()
+        carrier_ns = env.get("SPEAQR_CARRIER_NETNS") or target.netns
+        carrier = CarrierProcess(settings, work / "carrier", netns=carrier_ns, tls_files=tls_files).start()
         time.sleep(args.trunk_settle)
         results = {}
         try:
@@ -208,7 +210,13 @@ def main() -> int:
                 results[processor] = {"user": user, **run_user(sip, carrier, user, args.calls, tone, work)}
         finally:
             carrier.stop()
-    env_used = ("SPEAQR_TARGET_NETNS", "SPEAQR_SIP_ADDRESS", "SPEAQR_SIP_DOMAIN", "SPEAQR_LAB_CA")
+    env_used = (
+        "SPEAQR_TARGET_NETNS",
+        "SPEAQR_CARRIER_NETNS",
+        "SPEAQR_SIP_ADDRESS",
+        "SPEAQR_SIP_DOMAIN",
+        "SPEAQR_LAB_CA",
+    )
     out = {
         # How to reproduce it (SPEAQR_SIP_USERS holds the passwords: not recorded).
         "command": " ".join(f"{k}={env[k]}" for k in env_used if env.get(k))

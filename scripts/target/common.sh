@@ -40,7 +40,8 @@ stop_pid_file() {
 # namespaces:
 #   public segment 198.51.100.0/24: bridge brclients in the target's router namespace (.1);
 #     client hosts speaqr-NAME-client1..N at .11, .12, ...; a masquerading NAT router
-#     speaqr-NAME-nat at .20; a STUN server (coturn, STUN only) speaqr-NAME-stun at .30.
+#     speaqr-NAME-nat at .20; a STUN server (coturn, STUN only) speaqr-NAME-stun at .30; the
+#     stand-in carrier's host speaqr-NAME-carrier at .40 (tests/carrier runs there).
 #   behind the NAT router: 192.168.100.0/24 (router .1), client host speaqr-NAME-natclient at .10.
 # Client packets reach the appliance on a real interface with their own (or their NAT's) source
 # address, not on lo, so its firewall, bans and NAT handling see them as hosts on the internet.
@@ -51,7 +52,7 @@ client_netns_name() { printf 'speaqr-%s-client%s' "$1" "$2"; }
 lab_netns_names() {
   local k
   for k in $(seq "$SPEAQR_CLIENT_HOSTS"); do client_netns_name "$1" "$k"; echo; done
-  printf 'speaqr-%s-%s\n' "$1" nat "$1" natclient "$1" stun
+  printf 'speaqr-%s-%s\n' "$1" nat "$1" natclient "$1" stun "$1" carrier
 }
 
 # A host on the public segment: namespace $2 with eth0 at $3 on brclients of router namespace $1.
@@ -101,6 +102,9 @@ table ip speaqr_lab_nat {
   }
 }
 NFT
+
+  add_public_host "$router" "speaqr-$name-carrier" 198.51.100.40 vcarrier
+  ip -n "speaqr-$name-carrier" route add "$target_net" via 198.51.100.1
 
   add_public_host "$router" "$stun" 198.51.100.30 vstun
   state=$(state_dir "$name")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from tests.sip.call_harness import (
     CallSettings,
     CarrierProcess,
     Target,
+    carrier_netns,
     issue_carrier_certificate,
     load_call_settings,
 )
@@ -50,7 +50,7 @@ def carrier(call_settings, target, tmp_path_factory):
     proc = CarrierProcess(
         call_settings,
         workdir,
-        netns=os.environ.get("SPEAQR_TARGET_NETNS", ""),
+        netns=carrier_netns(),
         tls_files=carrier_tls_files(call_settings, target, workdir),
     )
     proc.start()

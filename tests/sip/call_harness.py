@@ -10,7 +10,9 @@ Where things come from (environment overrides first, then the inventory through 
 | answer timeout, policy | - | ``speaqr_ari_call_answer_timeout``, ``speaqr_ari_policy_*`` |
 | users' processors | - | ``speaqr_users[].processor``, ``speaqr_ari_processor`` |
 
-The carrier runs in the target's network namespace (``SPEAQR_TARGET_NETNS``) like the SIP clients.
+The carrier runs on a host of its own where the lab has one (``SPEAQR_CARRIER_NETNS``: the lab's
+carrier host on the public segment, so the appliance reaches it as it reaches a carrier on the
+internet, through its firewall and NAT), else in the target's namespace (``SPEAQR_TARGET_NETNS``).
 When the trunk the service dials is TLS, the carrier listens for TLS too, with a certificate for its
 address that the appliance's lab CA issues for the test (``issue_carrier_certificate``), and takes
 SRTP as the trunk offers it.
@@ -173,6 +175,16 @@ def load_call_settings(host) -> CallSettings:
 
 
 # --- the stand-in carrier --------------------------------------------------------------------
+
+
+def carrier_netns() -> str:
+    """The network namespace the stand-in carrier runs in ("" for this host's own)."""
+    return os.environ.get("SPEAQR_CARRIER_NETNS") or os.environ.get("SPEAQR_TARGET_NETNS", "")
+
+
+def appliance_address_for_carrier(sip_target) -> str:
+    """Where the carrier reaches the appliance: its public address from a host of its own."""
+    return sip_target.public_address if os.environ.get("SPEAQR_CARRIER_NETNS") else sip_target.address
 
 
 def issue_carrier_certificate(

@@ -5,13 +5,12 @@ from anywhere else on the carrier's own transport it is only challenged (no anon
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.sip.call_harness import ROOT, number
+from tests.sip.call_harness import ROOT, appliance_address_for_carrier, carrier_netns, number
 
 SERVICES = ["loopback", "call", "echo", "+34911234567", "s"]
 
@@ -27,14 +26,14 @@ def _plain_trunk(call_settings) -> dict:
 
 def _invite(call_settings, sip_target, source_port: int, extension: str, user: str) -> dict:
     trunk = _plain_trunk(call_settings)
-    netns = os.environ.get("SPEAQR_TARGET_NETNS", "")
+    netns = carrier_netns()
     cmd = ["ip", "netns", "exec", netns] if netns else []
     cmd += [sys.executable, "-m", "tests.carrier", "--listen", f"{call_settings.carrier_host}:{source_port}"]
     cmd += [
         "--transport",
         trunk["transport"],
         "--invite",
-        f"sip:{extension}@{sip_target.address}:{trunk['local_port']}",
+        f"sip:{extension}@{appliance_address_for_carrier(sip_target)}:{trunk['local_port']}",
     ]
     cmd += ["--header", f"X-Origin: {user}", "--header", f"X-Destination: {number('+34')}"]
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)

@@ -7,12 +7,11 @@ The audio of calls over the TLS+SRTP trunk is judged in test_call_audio.py."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
 
-from tests.sip.call_harness import CarrierProcess, issue_carrier_certificate
+from tests.sip.call_harness import CarrierProcess, carrier_netns, issue_carrier_certificate
 
 # Qualify rounds (5 s each in the lab) the trunk must stay offline with an untrusted carrier.
 OFFLINE_WATCH_S = 8.0
@@ -39,9 +38,7 @@ def tls_trunk(call_settings):
 
 
 def _carrier(call_settings, workdir, tls_files) -> CarrierProcess:
-    return CarrierProcess(
-        call_settings, workdir, netns=os.environ.get("SPEAQR_TARGET_NETNS", ""), tls_files=tls_files
-    ).start()
+    return CarrierProcess(call_settings, workdir, netns=carrier_netns(), tls_files=tls_files).start()
 
 
 def _untrusted(kind: str, call_settings, target, workdir) -> tuple:
