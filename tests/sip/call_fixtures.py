@@ -31,17 +31,27 @@ def target(host) -> Target:
     return Target(host)
 
 
+@pytest.fixture(scope="session")
+def carrier_certificate_dir(tmp_path_factory) -> Path:
+    """Where the carrier's certificate is kept for the whole run (issued once, not per module)."""
+    return tmp_path_factory.mktemp("carrier-tls")
+
+
 def carrier_tls_files(call_settings: CallSettings, target: Target, workdir: Path) -> tuple[Path, Path] | None:
-    """The carrier's TLS certificate and key when the dialled trunk is TLS, else None."""
+    """The carrier's TLS certificate and key when the dialled trunk is TLS, else None; issued
+    into ``workdir`` unless an earlier module already did."""
     if not call_settings.trunk_is_tls:
         return None
     if not (call_settings.carrier_tls_port and call_settings.lab_ca_dir):
         pytest.skip("the dialled trunk is TLS but the inventory has no speaqr_lab_carrier_tls_port / lab CA")
-    return issue_carrier_certificate(target, call_settings.lab_ca_dir, call_settings.carrier_host, workdir / "tls")
+    cert, key = workdir / "carrier.crt", workdir / "carrier.key"
+    if cert.exists() and key.exists():
+        return cert, key
+    return issue_carrier_certificate(target, call_settings.lab_ca_dir, call_settings.carrier_host, workdir)
 
 
 @pytest.fixture(scope="module")
-def carrier(call_settings, target, tmp_path_factory):
+def carrier(call_settings, target, tmp_path_factory, carrier_certificate_dir):
     """The stand-in carrier for this module's tests, in the target's namespace; once it runs,
     a qualified trunk is waited for until Asterisk's OPTIONS find it steadily online (the
     trunk may still show the previous module's carrier, or flip offline from an OPTIONS sent
@@ -51,7 +61,7 @@ def carrier(call_settings, target, tmp_path_factory):
         call_settings,
         workdir,
         netns=carrier_netns(),
-        tls_files=carrier_tls_files(call_settings, target, workdir),
+        tls_files=carrier_tls_files(call_settings, target, carrier_certificate_dir),
     )
     proc.start()
     if call_settings.trunk_qualified:

@@ -63,6 +63,11 @@ def number(prefix: str, suffix: str = "") -> str:
     return "+" + digits + body[:need] + suffix
 
 
+def carrier_transport(carrier: dict) -> str:
+    """A speaqr_asterisk_carriers item's transport (the role's default: tls)."""
+    return carrier.get("transport", "tls")
+
+
 @dataclass
 class CallSettings:
     carrier_host: str
@@ -87,7 +92,7 @@ class CallSettings:
 
     @property
     def trunk_is_tls(self) -> bool:
-        return bool(self.trunk) and self.trunk.get("transport", "tls") == "tls"
+        return bool(self.trunk) and carrier_transport(self.trunk) == "tls"
 
     @property
     def trunk_qualified(self) -> bool:

@@ -47,6 +47,7 @@ from tests.sip.call_fixtures import (  # noqa: E402, F401
     caller,
     caller_tone,
     carrier,
+    carrier_certificate_dir,
     passthrough_user,
     speaqr_user,
     target,

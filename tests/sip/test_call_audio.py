@@ -12,7 +12,7 @@ import pytest
 
 from tests.audio import RATE, active_segment, band_energy_ratio, compare, dominant_frequency, is_silent, read_wav
 from tests.sip.call_fixtures import post_dial_delay_ms
-from tests.sip.call_harness import CARRIER_TONE_HZ
+from tests.sip.call_harness import CARRIER_TONE_HZ, carrier_transport
 from tests.sip.harness import TONE_HZ
 
 # Share of the caller's sent tone found again in what the carrier recorded (quarter-second
@@ -53,7 +53,7 @@ def _media_checks(r: dict) -> None:
 def _trunk_checks(c: dict, call_settings) -> None:
     """The carrier got the call on the trunk's transport, with SDES keys exactly when srtp is on."""
     trunk = call_settings.trunk
-    assert c["via_transport"] == trunk.get("transport", "tls"), c
+    assert c["via_transport"] == carrier_transport(trunk), c
     assert c["sdp_crypto"] == bool(trunk.get("srtp", True)), c
 
 

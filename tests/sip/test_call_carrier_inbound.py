@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.sip.call_harness import ROOT, appliance_address_for_carrier, carrier_netns, number
+from tests.sip.call_harness import ROOT, appliance_address_for_carrier, carrier_netns, carrier_transport, number
 
 SERVICES = ["loopback", "call", "echo", "+34911234567", "s"]
 
@@ -18,7 +18,7 @@ SERVICES = ["loopback", "call", "echo", "+34911234567", "s"]
 def _plain_trunk(call_settings) -> dict:
     """A carrier on a transport of its own, where a carrier's INVITE comes from its listening port
     (over TLS it would come from an ephemeral port, which no identify by port can match)."""
-    plain = [c for c in call_settings.carriers if c.get("transport", "tls") != "tls"]
+    plain = [c for c in call_settings.carriers if carrier_transport(c) != "tls"]
     if not plain:
         pytest.skip("no carrier on a plain transport in this inventory: nothing to send from")
     return plain[0]
