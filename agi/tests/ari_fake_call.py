@@ -1,10 +1,13 @@
-"""The fake ARI plus what the ``call`` service needs: originate to a scripted carrier, ring.
+"""The fake ARI plus what the ``call`` service needs: a callee leg created and dialled to a
+scripted carrier, ring, progress.
 
-:class:`CarrierAri` answers ``POST /ari/channels`` like Asterisk does for an originate with
-``app``: the new channel is returned at once, then -- as the scripted :class:`Carrier`
-says -- it rings (ChannelStateChange ``Ringing``), answers (ChannelStateChange ``Up`` +
-StasisStart with the ``appArgs``) or fails (ChannelHangupRequest + ChannelDestroyed with a
-Q.850 cause, as chan_pjsip reports a carrier's 486/480/403/...).
+:class:`CarrierAri` answers ``POST /ari/channels/create`` like Asterisk does with ``app``:
+the new channel (state ``Down``) is returned and enters Stasis at once (StasisStart with the
+``appArgs``). ``POST /ari/channels/<leg>/dial`` then runs the scripted :class:`Carrier`: the
+leg rings (ChannelStateChange ``Ringing``), may send early media (a Dial event with
+``dialstatus`` ``PROGRESS``, as a bridged leg reports a 183), answers (ChannelStateChange
+``Up``) or fails (ChannelHangupRequest + ChannelDestroyed with a Q.850 cause, as chan_pjsip
+reports a carrier's 486/480/403/...).
 """
 
 import asyncio
@@ -17,7 +20,7 @@ from aiohttp import web
 
 from ari_fake import FakeAri, FakeChannel
 
-Outcome = Literal["answer", "fail", "ring_forever", "http_error"]
+Outcome = Literal["answer", "fail", "ring_forever", "http_error", "dial_error"]
 
 
 @dataclass
@@ -28,9 +31,11 @@ class Carrier:
     # Also emit ChannelHangupRequest before ChannelDestroyed (with ``request_cause``).
     hangup_request: bool = True
     request_cause: int | None = None
-    # Asterisk taking its time to create the leg before answering the originate request.
-    originate_delay: float = 0.0
+    # Asterisk taking its time to create the leg before answering the create request.
+    create_delay: float = 0.0
     ring_after: float = 0.02
+    # Early media (183 with SDP) this long after ringing; None: none.
+    progress_after: float | None = None
     answer_after: float = 0.05
     # Numbers the carrier was asked for, with the caller-ID it saw.
     dialled: list[tuple[str, str]] = field(default_factory=list)
@@ -40,9 +45,12 @@ class CarrierAri(FakeAri):
     def __init__(self) -> None:
         super().__init__()
         self.carrier = Carrier()
-        self.originations: list[dict[str, str]] = []
-        self.origination_bodies: list[dict[str, Any]] = []
+        self.creations: list[dict[str, str]] = []
+        self.creation_bodies: list[dict[str, Any]] = []
+        self.dials: list[tuple[str, dict[str, str]]] = []
         self.rings: list[str] = []
+        self.progresses: list[str] = []
+        self.progress_error = False
         self.created_legs: list[str] = []
         # Asterisk taking its time over externalMedia (a caller may hang up meanwhile).
         self.media_delay = 0.0
@@ -52,8 +60,10 @@ class CarrierAri(FakeAri):
         self.endpoint_states: dict[str, str] = {"carrier": "online"}
         self.endpoint_error = False
         self._scripts: set[asyncio.Task[None]] = set()
-        self.app.router.add_post("/ari/channels", self._originate)
+        self.app.router.add_post("/ari/channels/create", self._create)
+        self.app.router.add_post("/ari/channels/{id}/dial", self._dial)
         self.app.router.add_post("/ari/channels/{id}/ring", self._ring)
+        self.app.router.add_post("/ari/channels/{id}/progress", self._progress)
         self.app.router.add_get("/ari/endpoints/{tech}/{resource}", self._endpoint)
 
     async def stop(self) -> None:
@@ -66,19 +76,28 @@ class CarrierAri(FakeAri):
     # --- what a test does -------------------------------------------------------------
 
     def leg_ids(self) -> list[str]:
-        return [o["channelId"] for o in self.originations]
+        return [o["channelId"] for o in self.creations]
 
     async def callee_hangs_up(self, leg_id: str) -> None:
         await self.caller_hangs_up(leg_id)  # the same events as any channel hanging up
 
     # --- handlers ---------------------------------------------------------------------
 
-    async def _originate(self, request: web.Request) -> web.Response:
+    async def emit_dial(self, leg_id: str, dialstatus: str) -> None:
+        """A Dial event: the dialled channel is its ``peer``."""
+        channel = self.channels.get(leg_id) or FakeChannel(leg_id)
+        event = {"type": "Dial", "application": "loopback", "peer": channel.json()}
+        event["dialstatus"] = dialstatus
+        for ws in list(self.sockets):
+            if not ws.closed:
+                await ws.send_str(json.dumps(event))
+
+    async def _create(self, request: web.Request) -> web.Response:
         self._record(request)
         query = dict(request.query)
         body = await request.json() if request.can_read_body else {}
-        self.originations.append(query)
-        self.origination_bodies.append(body)
+        self.creations.append(query)
+        self.creation_bodies.append(body)
         carrier = self.carrier
         if carrier.outcome == "http_error":
             raise web.HTTPInternalServerError(
@@ -89,18 +108,30 @@ class CarrierAri(FakeAri):
                 raise web.HTTPBadRequest(text=f"{key} missing")
         if query["originator"] not in self.channels:
             raise web.HTTPBadRequest(text="Provided originator channel was not found")
-        carrier.dialled.append((query["endpoint"], query.get("callerId", "")))
-        if carrier.originate_delay:
-            await asyncio.sleep(carrier.originate_delay)
-        channel = FakeChannel(query["channelId"], state="Down")
+        variables = body.get("variables") or {}
+        carrier.dialled.append((query["endpoint"], variables.get("CALLERID(all)", "")))
+        if carrier.create_delay:
+            await asyncio.sleep(carrier.create_delay)
+        channel = FakeChannel(query["channelId"], state="Down", app_name="Stasis")
         self.channels[channel.id] = channel
         self.created_legs.append(channel.id)
-        task = asyncio.create_task(self._script(channel.id, query["appArgs"].split(",")))
-        self._scripts.add(task)
-        task.add_done_callback(self._scripts.discard)
+        await self.emit("StasisStart", channel.id, args=query["appArgs"].split(","))
         return web.json_response(channel.json())
 
-    async def _script(self, leg_id: str, args: list[str]) -> None:
+    async def _dial(self, request: web.Request) -> web.Response:
+        self._record(request)
+        channel = self._channel(request)
+        self.dials.append((channel.id, dict(request.query)))
+        if self.carrier.outcome == "dial_error":
+            raise web.HTTPConflict(
+                text=json.dumps({"message": "Channel is not in the 'Down' state"})
+            )
+        task = asyncio.create_task(self._script(channel.id))
+        self._scripts.add(task)
+        task.add_done_callback(self._scripts.discard)
+        return web.Response(status=204)
+
+    async def _script(self, leg_id: str) -> None:
         carrier = self.carrier
         await asyncio.sleep(carrier.ring_after)
         channel = self.channels.get(leg_id)
@@ -108,6 +139,11 @@ class CarrierAri(FakeAri):
             return
         channel.state = "Ringing"
         await self.emit("ChannelStateChange", leg_id)
+        if carrier.progress_after is not None:
+            await asyncio.sleep(carrier.progress_after)
+            if leg_id not in self.channels:
+                return
+            await self.emit_dial(leg_id, "PROGRESS")
         if carrier.outcome == "ring_forever":
             return
         await asyncio.sleep(carrier.answer_after)
@@ -117,7 +153,6 @@ class CarrierAri(FakeAri):
         if carrier.outcome == "answer":
             channel.state = "Up"
             await self.emit("ChannelStateChange", leg_id)
-            await self.emit("StasisStart", leg_id, args=args)
             return
         if carrier.hangup_request:
             cause = carrier.cause if carrier.request_cause is None else carrier.request_cause
@@ -150,4 +185,12 @@ class CarrierAri(FakeAri):
         self._record(request)
         channel = self._channel(request)
         self.rings.append(channel.id)
+        return web.Response(status=204)
+
+    async def _progress(self, request: web.Request) -> web.Response:
+        self._record(request)
+        channel = self._channel(request)
+        if self.progress_error:
+            raise web.HTTPNotFound(text=json.dumps({"message": "Resource not found"}))
+        self.progresses.append(channel.id)
         return web.Response(status=204)

@@ -172,7 +172,7 @@ async def answered_call(run: Running, variables: dict[str, str] | None = None) -
     """Start a call the carrier answers; return the callee leg id once both legs have media."""
     fake = run.fake
     await fake.caller_enters_stasis(CALLER, ["call"], variables or AGI_CALL)
-    await fake.wait_for(lambda: len(fake.originations) == 1)
+    await fake.wait_for(lambda: len(fake.creations) == 1)
     leg = fake.leg_ids()[0]
     await fake.wait_for(lambda: len(media_of(fake, CALLER)) == 1 and len(media_of(fake, leg)) == 1)
     return leg
@@ -220,15 +220,22 @@ async def test_answered_call_cross_routes_each_direction_through_its_own_session
     # The caller was answered only after the callee, and rang while the callee rang.
     calls = caller_requests(fake)
     assert calls == ["POST /ring", "POST /answer"]
-    origination = fake.originations[0]
-    assert origination["endpoint"] == "PJSIP/+34911234567@carrier"
-    assert origination["app"] == "loopback"
-    assert origination["appArgs"] == f"call-leg,{CALLER}"
-    assert origination["originator"] == CALLER
-    assert origination["callerId"] == '"+34910000000" <+34910000000>'
-    assert origination["timeout"] == "7"  # answer_timeout 2 s + 5 s backstop
-    # Asterisk ends the carrier leg itself after the longest call (if we died): 7 + 60 + 120.
-    assert fake.origination_bodies[0] == {"variables": {"TIMEOUT(absolute)": "187"}}
+    creation = fake.creations[0]
+    assert creation["endpoint"] == "PJSIP/+34911234567@carrier"
+    assert creation["app"] == "loopback"
+    assert creation["appArgs"] == f"call-leg,{CALLER}"
+    assert creation["originator"] == CALLER
+    assert fake.dials == [(leg, {"timeout": "7"})]  # answer_timeout 2 s + 5 s backstop
+    # Asterisk ends the carrier leg itself after the longest call (if we died): 7 + 60 + 120;
+    # the carrier sees the fixed caller-ID (From and P-Asserted-Identity: the connected line).
+    presented = '"+34910000000" <+34910000000>'
+    assert fake.creation_bodies[0] == {
+        "variables": {
+            "TIMEOUT(absolute)": "187",
+            "CALLERID(all)": presented,
+            "CONNECTEDLINE(all,i)": presented,
+        }
+    }
 
     await fake.caller_hangs_up(CALLER)
     await all_clear(running)
@@ -253,9 +260,14 @@ async def test_media_is_prepared_while_ringing_and_gated_until_the_answer(
     fake = running.fake
     fake.carrier.outcome = "ring_forever"
     await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
-    await fake.wait_for(lambda: len(fake.media_channels()) == 2 and CALLER in fake.rings)
-    # Two bridges, each with only its externalMedia channel: no leg is in a bridge yet.
-    assert sorted(len(members) for members in fake.bridges.values()) == [1, 1]
+    await fake.wait_for(
+        lambda: any(len(m) == 2 for m in fake.bridges.values()) and CALLER in fake.rings
+    )
+    # The callee leg waits in its bridge (where early media would reach us); the caller is in
+    # none: its bridge holds only its externalMedia channel.
+    leg = fake.leg_ids()[0]
+    assert sorted(len(members) for members in fake.bridges.values()) == [1, 2]
+    assert any(leg in members for members in fake.bridges.values())
     assert all(CALLER not in members for members in fake.bridges.values())
     # Audio reaching a media channel before the answer is not processed.
     media = fake.media_channels()[0]
@@ -270,7 +282,7 @@ async def test_media_is_prepared_while_ringing_and_gated_until_the_answer(
     await all_clear(running)
 
 
-async def test_only_three_requests_follow_the_answer(running: Running) -> None:
+async def test_only_two_requests_follow_the_answer(running: Running) -> None:
     fake = running.fake
     leg = await answered_call(running)
     sequence = [
@@ -279,9 +291,11 @@ async def test_only_three_requests_follow_the_answer(running: Running) -> None:
         if m != "GET"
     ]
     after_answer = sequence[sequence.index(f"POST /ari/channels/{CALLER}/answer") :]
-    assert len(after_answer) == 3
+    assert len(after_answer) == 2
     assert after_answer[1].endswith(f"addChannel?channel={CALLER}")
-    assert after_answer[2].endswith(f"addChannel?channel={leg}")
+    # The callee leg joined its bridge before the answer, right after it was dialled.
+    joined = sequence.index(next(x for x in sequence if x.endswith(f"addChannel?channel={leg}")))
+    assert sequence.index(f"POST /ari/channels/{leg}/dial") < joined
     await fake.caller_hangs_up(CALLER)
     await all_clear(running)
 
@@ -362,8 +376,8 @@ async def test_x_dial_is_dialled_and_x_destination_recorded(running: Running) ->
     fake = running.fake
     fake.carrier.outcome = "ring_forever"
     await fake.caller_enters_stasis(CALLER, ["call"], {**AGI_CALL, "SPEAQR_DIAL": "+14155550100"})
-    await fake.wait_for(lambda: len(fake.originations) == 1)
-    assert fake.originations[0]["endpoint"] == "PJSIP/+14155550100@carrier"
+    await fake.wait_for(lambda: len(fake.creations) == 1)
+    assert fake.creations[0]["endpoint"] == "PJSIP/+14155550100@carrier"
     await fake.caller_hangs_up(CALLER)
     await all_clear(running)
     record = await record_of(running)
@@ -387,13 +401,81 @@ async def test_number_format_caller_id_and_immediate_ringback(running: Running) 
     fake.carrier.outcome = "ring_forever"
     await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
     await fake.wait_for(lambda: len(fake.rings) == 1)
-    origination = fake.originations[0]
-    assert origination["endpoint"] == "PJSIP/911234567@other-trunk"
-    assert origination["callerId"] == '"Speaqr" <alice>'
+    assert fake.creations[0]["endpoint"] == "PJSIP/911234567@other-trunk"
+    assert fake.creation_bodies[0]["variables"]["CALLERID(all)"] == '"Speaqr" <alice>'
     await asyncio.sleep(0.1)  # the callee's Ringing does not ring the caller twice
     assert fake.rings == [CALLER]
     await fake.caller_hangs_up(CALLER)
     await all_clear(running)
+
+
+# --- early media ------------------------------------------------------------------------
+
+
+async def test_early_media_reaches_the_caller_and_the_refusal_after_it_too(
+    running: Running,
+) -> None:
+    fake = running.fake
+    fake.carrier.outcome = "fail"
+    fake.carrier.cause = 1  # 404 after the announcement
+    fake.carrier.progress_after = 0.01
+    fake.carrier.answer_after = 1.0
+    await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
+    await fake.wait_for(lambda: CALLER in fake.progresses)
+    await fake.wait_for(lambda: any(CALLER in m for m in fake.bridges.values()))
+    leg = fake.leg_ids()[0]
+    caller_media, callee_media = media_of(fake, CALLER)[0], media_of(fake, leg)[0]
+    # The announcement reaches the caller through the callee->caller session (+2) ...
+    heard = await send_and_receive(callee_media, caller_media, [b"\x20" * 160] * 3)
+    assert heard == [b"\x22" * 160] * 3
+    # ... and nothing of the caller goes out before an answer.
+    assert caller_media.rtp is not None and caller_media.external_host is not None
+    caller_media.rtp.sendto(
+        RtpPacket(0, 1, 160, 7, b"\x10" * 160).serialize(), caller_media.external_host
+    )
+    await asyncio.sleep(0.1)
+    assert [p.frames_in for p in TagProcessor.instances if p.delta == 1] == [0]
+
+    await fake.wait_for(lambda: CALLER not in fake.channels)
+    assert caller_requests(fake) == ["POST /ring", "POST /progress", "DELETE ?reason_code=1"]
+    await all_clear(running)
+    record = await record_of(running)
+    assert (record.sip_status, record.cause, record.answered_at) == (404, "not_found", None)
+
+
+async def test_an_answer_after_early_media_keeps_the_caller_where_it_is(running: Running) -> None:
+    fake = running.fake
+    fake.carrier.progress_after = 0.01
+    fake.carrier.answer_after = 0.5  # the announcement lasts until the media is ready
+    leg = await answered_call(running)
+    await fake.wait_for(lambda: "POST /answer" in caller_requests(fake))
+    assert caller_requests(fake) == ["POST /ring", "POST /progress", "POST /answer"]
+    joins = [q.get("channel") for m, p, q in fake.requests if p.endswith("/addChannel")]
+    assert joins.count(CALLER) == 1 and joins.count(leg) == 1
+    heard_by_callee = await send_and_receive(
+        media_of(fake, CALLER)[0], media_of(fake, leg)[0], [b"\x10" * 160] * 3
+    )
+    assert heard_by_callee == [b"\x11" * 160] * 3
+    await fake.caller_hangs_up(CALLER)
+    await all_clear(running)
+
+
+async def test_a_progress_asterisk_refuses_leaves_the_call_to_ring_and_answer(
+    running: Running,
+) -> None:
+    fake = running.fake
+    fake.carrier.progress_after = 0.01
+    fake.progress_error = True  # an Asterisk before 22.9 has no /progress: 404
+    leg = await answered_call(running)
+    await fake.wait_for(lambda: "POST /answer" in caller_requests(fake))
+    heard_by_caller = await send_and_receive(
+        media_of(fake, leg)[0], media_of(fake, CALLER)[0], [b"\x20" * 160] * 3
+    )
+    assert heard_by_caller == [b"\x22" * 160] * 3
+    await fake.caller_hangs_up(CALLER)
+    await all_clear(running)
+    record = await record_of(running)
+    assert (record.sip_status, record.cause) == (200, "normal")
 
 
 # --- failures before answer ----------------------------------------------------------------
@@ -461,13 +543,14 @@ async def test_no_answer_within_the_timeout_is_480_and_cancels_the_callee(
     assert (record.sip_status, record.cause) == (480, "no_answer")
 
 
-async def test_originate_refused_by_asterisk_is_503(running: Running) -> None:
+@pytest.mark.parametrize("refused", ["http_error", "dial_error"], ids=["create", "dial"])
+async def test_a_leg_asterisk_will_not_create_or_dial_is_503(running: Running, refused) -> None:
     fake = running.fake
-    fake.carrier.outcome = "http_error"
+    fake.carrier.outcome = refused
     await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
     await fake.wait_for(lambda: CALLER not in fake.channels)
     assert caller_requests(fake) == ["DELETE ?reason_code=34"]
-    await all_clear(running)
+    await all_clear(running)  # a leg created but not dialled is hung up too
     record = await record_of(running)
     assert (record.sip_status, record.cause) == (503, "unavailable")
 
@@ -491,9 +574,9 @@ async def test_caller_hangup_during_the_originate_request_still_cancels_the_leg(
 ) -> None:
     fake = running.fake
     fake.carrier.outcome = "ring_forever"
-    fake.carrier.originate_delay = 0.3
+    fake.carrier.create_delay = 0.3
     await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
-    await fake.wait_for(lambda: len(fake.originations) == 1)
+    await fake.wait_for(lambda: len(fake.creations) == 1)
     await fake.caller_hangs_up(CALLER)
     leg = fake.leg_ids()[0]
     await fake.wait_for(lambda: leg in fake.created_legs)
@@ -520,7 +603,7 @@ async def test_malformed_number_is_484_without_dialling(
     await fake.caller_enters_stasis(CALLER, ["call"], {**AGI_CALL, **variables})
     await fake.wait_for(lambda: CALLER not in fake.channels)
     assert caller_requests(fake) == ["DELETE ?reason_code=28"]
-    assert not fake.originations
+    assert not fake.creations
     record = await record_of(running)
     assert (record.sip_status, record.cause, record.dialled_number) == (484, "invalid_number", "")
 
@@ -534,7 +617,7 @@ async def test_destination_outside_the_policy_is_403_without_dialling(
         await fake.caller_enters_stasis(CALLER, ["call"], {**AGI_CALL, "SPEAQR_DIAL": number})
         await fake.wait_for(lambda: CALLER not in fake.channels)
     assert caller_requests(fake) == ["DELETE ?reason_code=21"]
-    assert not fake.originations
+    assert not fake.creations
     assert f'call_id="{AGI_OK["SPEAQR_CALL_ID"]}"' in caplog.text and "policy" in caplog.text
     record = await record_of(running)
     assert (record.sip_status, record.cause, record.processor) == (403, "policy", None)
@@ -546,24 +629,24 @@ async def test_per_user_limit_refuses_the_second_call_with_403(
     fake = running.fake
     fake.carrier.outcome = "ring_forever"
     await fake.caller_enters_stasis("c-first", ["call"], AGI_CALL)
-    await fake.wait_for(lambda: len(fake.originations) == 1)
+    await fake.wait_for(lambda: len(fake.creations) == 1)
     second = {**AGI_CALL, "SPEAQR_CALL_ID": "second@client"}
     with caplog.at_level(logging.WARNING):
         await fake.caller_enters_stasis("c-second", ["call"], second)
         await fake.wait_for(lambda: "c-second" not in fake.channels)
     assert caller_requests(fake, "c-second") == ["DELETE ?reason_code=21"]
-    assert len(fake.originations) == 1
+    assert len(fake.creations) == 1
     assert 'call_id="second@client"' in caplog.text and "user_limit" in caplog.text
     record = await record_of(running, "c-second")
     assert (record.sip_status, record.cause) == (403, "policy")
 
     # Another user may call meanwhile; the slot comes back when the first call ends.
     await fake.caller_enters_stasis("c-bob", ["call"], {**AGI_CALL, "SPEAQR_ORIGIN": "bob"})
-    await fake.wait_for(lambda: len(fake.originations) == 2)
+    await fake.wait_for(lambda: len(fake.creations) == 2)
     await fake.caller_hangs_up("c-first")
     await fake.wait_for(lambda: running.app.services.limiter.active("alice") == 0)
     await fake.caller_enters_stasis("c-third", ["call"], AGI_CALL)
-    await fake.wait_for(lambda: len(fake.originations) == 3)
+    await fake.wait_for(lambda: len(fake.creations) == 3)
     for channel_id in ("c-bob", "c-third"):
         await fake.caller_hangs_up(channel_id)
     await all_clear(running)
@@ -577,7 +660,7 @@ async def test_total_limit_refuses_with_403(running: Running) -> None:
         await fake.caller_enters_stasis(f"c-{i}", ["call"], {**AGI_CALL, "SPEAQR_ORIGIN": user})
     await fake.wait_for(lambda: "c-2" not in fake.channels)
     assert caller_requests(fake, "c-2") == ["DELETE ?reason_code=21"]
-    assert len(fake.originations) == 2
+    assert len(fake.creations) == 2
     for i in range(2):
         await fake.caller_hangs_up(f"c-{i}")
     await all_clear(running)
@@ -673,7 +756,7 @@ async def test_speaqr_down_with_hangup_fallback_is_503_before_dialling(running: 
     await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
     await fake.wait_for(lambda: CALLER not in fake.channels, 5)
     assert caller_requests(fake) == ["DELETE ?reason_code=34"]
-    assert not fake.originations
+    assert not fake.creations
     await all_clear(running)
     record = await record_of(running)
     assert (record.sip_status, record.cause) == (503, "processor_failed")
@@ -790,7 +873,7 @@ async def test_fifty_calls_with_mixed_outcomes_leave_nothing_behind(running: Run
         if number % 2:
             await fake.caller_hangs_up(channel_id)
         else:
-            leg = next(o["channelId"] for o in fake.originations if o["originator"] == channel_id)
+            leg = next(o["channelId"] for o in fake.creations if o["originator"] == channel_id)
             await fake.callee_hangs_up(leg)
     await all_clear(running)
     await fake.wait_for(lambda: len(running.sink.records) == 50)

@@ -85,7 +85,7 @@ async def test_both_directions_go_through_their_own_speaqr_session(
     try:
         fake = run.fake
         await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
-        await fake.wait_for(lambda: len(fake.originations) == 1, 10)
+        await fake.wait_for(lambda: len(fake.creations) == 1, 10)
         leg = fake.leg_ids()[0]
         await fake.wait_for(
             lambda: len(media_of(fake, CALLER)) == 1 and len(media_of(fake, leg)) == 1, 10

@@ -34,7 +34,7 @@ async def test_an_offline_carrier_is_503_at_once_and_used_again_once_it_recovers
         await fake.wait_for(lambda: CALLER not in fake.channels)
         assert loop.time() - started < 2.0  # not the 30 s answer timeout
         assert caller_requests(fake) == ["DELETE ?reason_code=34"]
-        assert fake.originations == []
+        assert fake.creations == []
         assert endpoint_asks(fake) == ["/ari/endpoints/PJSIP/carrier"]
         record = await record_of(run)
         assert (record.sip_status, record.cause) == (503, "unavailable")
@@ -42,7 +42,7 @@ async def test_an_offline_carrier_is_503_at_once_and_used_again_once_it_recovers
 
         fake.endpoint_states["carrier"] = "online"
         await fake.caller_enters_stasis("1700000000.2", ["call"], AGI_CALL)
-        await fake.wait_for(lambda: len(fake.originations) == 1)
+        await fake.wait_for(lambda: len(fake.creations) == 1)
     finally:
         await run.close()
 
@@ -54,7 +54,7 @@ async def test_a_trunk_without_qualify_is_dialled_without_asking() -> None:
         fake = run.fake
         fake.endpoint_states["carrier"] = "offline"  # what Asterisk would say is ignored
         await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
-        await fake.wait_for(lambda: len(fake.originations) == 1)
+        await fake.wait_for(lambda: len(fake.creations) == 1)
         assert endpoint_asks(fake) == []
     finally:
         await run.close()
@@ -73,7 +73,7 @@ async def test_a_check_that_says_nothing_definite_does_not_refuse_the_call(failu
         else:
             fake.endpoint_states["carrier"] = "unknown"
         await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
-        await fake.wait_for(lambda: len(fake.originations) == 1)
+        await fake.wait_for(lambda: len(fake.creations) == 1)
         assert endpoint_asks(fake) == ["/ari/endpoints/PJSIP/carrier"]
     finally:
         await run.close()

@@ -37,7 +37,9 @@ import pjsua2 as pj
 
 log = logging.getLogger("carrier")
 
-MODES = ("answer", "busy", "noanswer", "reject", "echo", "hangup")
+MODES = ("answer", "busy", "noanswer", "reject", "echo", "hangup", "early")
+# What a carrier answers after its early-media announcement ("number not in service").
+EARLY_FINAL_STATUS = 404
 CLOCK_RATE = 8000
 SRTP_MODES = {
     "disabled": pj.PJMEDIA_SRTP_DISABLED,
@@ -66,12 +68,12 @@ class Behaviour:
             raise ValueError(f"unknown mode {mode!r}: want one of {', '.join(MODES)}")
         if mode == "reject" and arg and not re.fullmatch(r"[3-6][0-9][0-9]", arg):
             raise ValueError(f"reject:{arg}: want a SIP status 300-699")
-        if mode == "hangup":
+        if mode in ("hangup", "early"):
             try:
                 if float(arg or "2") <= 0:
                     raise ValueError
             except ValueError:
-                raise ValueError(f"hangup:{arg}: want seconds > 0") from None
+                raise ValueError(f"{mode}:{arg}: want seconds > 0") from None
         return cls(mode, arg)
 
 
@@ -186,6 +188,8 @@ class CarrierCall(pj.Call):
         self.t_disconnected: float | None = None
         self.answer_due: float | None = None
         self.hangup_due: float | None = None
+        self.refuse_due: float | None = None  # early media: the final refusal
+        self.t_early: float | None = None
         self.final_status: int | None = None
         self.disconnect_reason: str | None = None
         self.hung_up_by: str | None = None  # "carrier" or "remote"
@@ -270,6 +274,7 @@ class CarrierCall(pj.Call):
             mode=self.behaviour.mode,
             mode_arg=self.behaviour.arg,
             ringing_ms=self.t_ringing,
+            early_media_ms=self.t_early,
             answered_ms=self.t_answered,
             confirmed_ms=self.t_confirmed,
             media_ms=self.t_media,
@@ -465,6 +470,12 @@ class Carrier:
                 op.statusCode = 486 if behaviour.mode == "busy" else int(behaviour.arg or 403)
                 call.hung_up_by = "carrier"
                 call.hangup(op)
+            elif behaviour.mode == "early":
+                # 183 with SDP: the tone plays as early media (an announcement), then 404.
+                op.statusCode = 183
+                call.answer(op)
+                call.t_early = now_ms()
+                call.refuse_due = time.monotonic() + float(behaviour.arg or "2")
             else:
                 op.statusCode = 180
                 call.answer(op)
@@ -503,6 +514,16 @@ class Carrier:
                 self.dirty = True
             if c.media_pending:
                 c.attach_media()
+            if c.refuse_due is not None and mono >= c.refuse_due:
+                c.refuse_due = None
+                c.hung_up_by = "carrier"
+                op = pj.CallOpParam(True)
+                op.statusCode = EARLY_FINAL_STATUS
+                try:
+                    c.hangup(op)
+                except pj.Error as exc:
+                    log.info("refusal after early media failed: %s", exc.info())
+                self.dirty = True
             if c.hangup_due is not None and mono >= c.hangup_due:
                 c.hangup_due = None
                 c.hung_up_by = "carrier"

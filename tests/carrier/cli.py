@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=Behaviour(),
         metavar="MODE[:ARG]",
         help=f"what every call gets unless a --rule matches: {', '.join(MODES)} "
-        "(reject:CODE, default 403; hangup:S answers, then hangs up after S seconds, default 2)",
+        "(reject:CODE, default 403; hangup:S answers, then hangs up after S seconds, default 2; "
+        "early:S sends 183 with SDP and plays as early media for S seconds, then refuses 404)",
     )
     ap.add_argument(
         "--rule",

@@ -46,6 +46,7 @@ CARRIER_RULES = {
     "0404": "reject:404",
     "0777": "echo",
     "0555": "hangup:2",
+    "0183": "early:3",
 }
 CARRIER_TONE_HZ = 600.0
 ARI_SERVICE = "speaqr-ari.service"

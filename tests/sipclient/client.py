@@ -324,6 +324,8 @@ class _Call(pj.Call):
             if self.t_confirmed and self.t_disconnected
             else None,
             "codec": self.codec,
+            # Media came up before any answer (a 183 with SDP): early media was heard.
+            "early_media": self.t_media is not None and (self.t_confirmed is None or self.t_media < self.t_confirmed),
             "media": _sdp_summary(self.answer_sdp),
             "offer": _sdp_summary(self.offer_sdp),
             "rtp": self.last_rtp,

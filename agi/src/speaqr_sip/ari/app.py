@@ -231,7 +231,8 @@ class AriApplication:
 
     async def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        channel = event.get("channel") or {}
+        # A Dial event names the dialled channel "peer" (the call service's callee leg).
+        channel = event.get("peer" if kind == "Dial" else "channel") or {}
         channel_id = channel.get("id")
         if not isinstance(channel_id, str):
             return

@@ -8,18 +8,24 @@ Order of events for one call (the caller sits in ``Stasis(loopback,call)``, unan
 2. Start two processor sessions (caller->callee: source->target; callee->caller:
    target->source). A refusal with ``fallback = "hangup"`` is a 503 before anything is
    dialled.
-3. Originate ``[call] trunk_endpoint_template`` with ``app=<ari app>``,
-   ``appArgs=call-leg,<caller channel id>``, our own ``channelId`` (claimed first so its
-   events reach this call), ``originator=<caller>`` and the configured caller-ID.
+3. Create the callee leg on ``[call] trunk_endpoint_template`` (``POST /channels/create``
+   with ``app=<ari app>``, ``appArgs=call-leg,<caller channel id>``, our own ``channelId``,
+   claimed first so its events reach this call, ``originator=<caller>``, the configured
+   caller-ID as channel variables) and dial it: a created leg is in Stasis from the start,
+   so it can sit in a bridge before the answer and pass the carrier's early media.
 4. While the callee rings, the media is prepared: bridge A with externalMedia A and
    bridge B with externalMedia B, their relays crossed through the two sessions
-   (:mod:`.media`) but gated shut, so that only three requests remain after the answer.
+   (:mod:`.media`) but gated shut; the callee leg joins bridge B at once.
    Callee rings (ChannelStateChange ``Ringing``) -> ``POST /channels/<caller>/ring`` (180).
+   Callee sends early media (Dial event ``PROGRESS``: a 183 with SDP, e.g. "number not in
+   service") -> ``POST /channels/<caller>/progress`` (183 to the caller), the caller joins
+   bridge A and the callee->caller gate opens: the caller hears the announcement through
+   its session; the caller->callee gate stays shut until the answer.
    Callee ends before answer -> its Q.850 cause is mapped (``call_routing``) and the
    caller, still unanswered, is hung up with the matching cause (486, 480, 403, 404, 484,
    503). No answer within ``[call] answer_timeout`` -> 480.
-5. Callee answers (its StasisStart with ``call-leg``) -> answer the caller, gates open,
-   caller into bridge A, callee into bridge B.
+5. Callee answers (ChannelStateChange ``Up``) -> answer the caller, gates open, caller
+   into bridge A (unless early media put it there).
 6. Either side hangs up, a session fails with ``fallback = "hangup"``, or
    ``[policy] max_call_duration`` passes -> the call ends; teardown hangs up both legs and
    removes bridges, media channels, relays and sessions.
@@ -65,8 +71,8 @@ from speaqr_sip.validation import E164_RE, dialled_number
 
 # First Stasis argument of the callee leg; the second is the caller's channel id.
 LEG_ARG = "call-leg"
-# Asterisk's own originate timeout is a backstop behind our answer timer.
-ORIGINATE_TIMEOUT_MARGIN = 5
+# Asterisk's own dial timeout is a backstop behind our answer timer.
+DIAL_TIMEOUT_MARGIN = 5
 # Asterisk hangs the callee leg up by itself this long after the longest call we allow: the
 # carrier leg of an application that died never outlives it for long (the caller's side is
 # the dialplan's TIMEOUT(absolute)).
@@ -80,7 +86,7 @@ def direction_name(ctx: CallContext, params: SessionParams) -> str:
 
 @dataclass(frozen=True, slots=True)
 class LegEvent:
-    kind: Literal["ringing", "answered", "gone", "media_failed"]
+    kind: Literal["ringing", "early_media", "answered", "gone", "media_ready", "media_failed"]
     cause: int = 0
 
 
@@ -91,9 +97,17 @@ class PreparedMedia:
     sides: list[CrossedProcessor]
     relays: list["asyncio.Task[ProcessorError | None]"]
 
+    # Set once the leg or the caller is in its bridge (before the answer where it can be).
+    callee_joined: bool = False
+    caller_joined: bool = False
+
     def open(self) -> None:
         for side in self.sides:
             side.gate_open = True
+
+    def open_to_caller(self) -> None:
+        """Early media: the callee's audio reaches the caller; the caller's does not go out."""
+        self.sides[1].gate_open = True
 
 
 class CallFlow(Flow):
@@ -104,6 +118,8 @@ class CallFlow(Flow):
         self._leg_events: asyncio.Queue[LegEvent] = asyncio.Queue()
         self._leg_up = False
         self._leg_gone = False
+        self._early_media = False
+        self._media: PreparedMedia | None = None
         self._ctx: CallContext | None = None
 
     async def run(self, ctx: CallContext) -> None:
@@ -133,8 +149,10 @@ class CallFlow(Flow):
             await ctx.guard(ctx.client.answer(ctx.channel_id))
             ctx.answered = True
             media.open()  # before the legs join: none of their first words is dropped
-            await ctx.guard(ctx.client.add_channel(media.caller_bridge, ctx.channel_id))
-            await ctx.guard(ctx.client.add_channel(media.callee_bridge, self.leg_id))
+            if not media.caller_joined:
+                await ctx.guard(ctx.client.add_channel(media.caller_bridge, ctx.channel_id))
+            if not media.callee_joined:
+                await ctx.guard(ctx.client.add_channel(media.callee_bridge, self.leg_id))
             ctx.log.info("call up: caller and callee bridged through two processor sessions")
             await self._converse(ctx, media.relays, answered_at)
         finally:
@@ -168,7 +186,7 @@ class CallFlow(Flow):
         """``False`` (and 503) when Asterisk's qualify says the trunk is offline.
 
         Asked for every call, so a carrier that recovers is dialled again at once. A failed
-        check does not refuse the call: the originate decides then.
+        check does not refuse the call: dialling decides then.
         """
         call = ctx.config.call
         target = trunk_resource(call.trunk_endpoint_template)
@@ -236,17 +254,23 @@ class CallFlow(Flow):
             "appArgs": f"{LEG_ARG},{ctx.channel_id}",
             "channelId": leg_id,
             "originator": ctx.channel_id,
-            "callerId": caller_id(call, ctx.record.username),
-            "timeout": str(math.ceil(call.answer_timeout) + ORIGINATE_TIMEOUT_MARGIN),
         }
+        timeout = str(math.ceil(call.answer_timeout) + DIAL_TIMEOUT_MARGIN)
         try:
-            # Not cut short by a caller hangup: once sent, Asterisk creates the leg anyway,
-            # and the teardown's DELETE must come after that (request_timeout bounds it).
+            # Neither is cut short by a caller hangup: once sent, Asterisk creates (dials) the
+            # leg anyway, and the teardown's DELETE must come after that (request_timeout
+            # bounds both).
             await client.request(
-                "POST", "/channels", params=params, json={"variables": leg_variables(call, ctx)}
+                "POST",
+                "/channels/create",
+                params=params,
+                json={"variables": leg_variables(call, ctx)},
             )
+            if ctx.ended.is_set():
+                raise CallEnded(ctx.end_reason)
+            await client.request("POST", f"/channels/{leg_id}/dial", params={"timeout": timeout})
         except AriError as exc:
-            self._refuse(ctx, UNAVAILABLE, f"originate to {endpoint} failed ({exc})")
+            self._refuse(ctx, UNAVAILABLE, f"dialling {endpoint} failed ({exc})")
             return False
         if ctx.ended.is_set():
             raise CallEnded(ctx.end_reason)
@@ -285,6 +309,9 @@ class CallFlow(Flow):
             if event.kind == "ringing" and not rung:
                 rung = True
                 await self._ring(ctx)
+            elif event.kind in ("early_media", "media_ready"):
+                self._early_media = self._early_media or event.kind == "early_media"
+                await self._pass_early_media(ctx)
             elif event.kind == "answered":
                 ctx.log.info("callee answered")
                 return loop.time()
@@ -296,22 +323,42 @@ class CallFlow(Flow):
                 self._refuse(ctx, UNAVAILABLE, "media could not be prepared")
                 return None
 
+    async def _pass_early_media(self, ctx: CallContext) -> None:
+        """Once the callee sent early media and the media is ready: the caller hears it."""
+        media = self._media
+        if not self._early_media or media is None or media.caller_joined:
+            return
+        try:
+            await ctx.guard(ctx.client.request("POST", f"/channels/{ctx.channel_id}/progress"))
+        except AriError as exc:
+            ctx.log.warning("early media not passed: progress to the caller failed: %s", exc)
+            self._early_media = False
+            return
+        media.open_to_caller()
+        await ctx.guard(ctx.client.add_channel(media.caller_bridge, ctx.channel_id))
+        media.caller_joined = True
+        ctx.log.info("early media from the callee: passed to the caller (183)")
+
     async def _next_leg_event(self, limit: float) -> LegEvent:
         async with asyncio.timeout(limit):
             return await self._leg_events.get()
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """Events of the callee leg (a listener on the call; never blocks)."""
-        channel = event.get("channel") or {}
+        kind = event.get("type")
+        channel = event.get("peer" if kind == "Dial" else "channel") or {}
         if channel.get("id") != self.leg_id or self._leg_gone:
             return
-        kind = event.get("type")
         if kind == "ChannelStateChange":
-            if channel.get("state") == "Ringing":
+            state = channel.get("state")
+            if state == "Ringing":
                 self._leg_events.put_nowait(LegEvent("ringing"))
-        elif kind == "StasisStart":
-            self._leg_up = True
-            self._leg_events.put_nowait(LegEvent("answered"))
+            elif state == "Up" and not self._leg_up:
+                self._leg_up = True
+                self._leg_events.put_nowait(LegEvent("answered"))
+        elif kind == "Dial":
+            if event.get("dialstatus") == "PROGRESS" and not self._leg_up:
+                self._leg_events.put_nowait(LegEvent("early_media"))
         elif kind in END_EVENTS:
             cause = event.get("cause")
             cause = cause if isinstance(cause, int) else 0
@@ -351,16 +398,35 @@ class CallFlow(Flow):
             ),
             label="callee",
         )
-        return PreparedMedia(
+        media = PreparedMedia(
             caller_bridge, callee_bridge, [caller_side, callee_side], [caller_relay, callee_relay]
         )
+        await self._join_callee(ctx, media)
+        return media
+
+    async def _join_callee(self, ctx: CallContext, media: "PreparedMedia") -> None:
+        """The leg into bridge B before the answer, where its early media can reach us.
+
+        A leg that is gone or not yet dialable makes this fail; its own events decide the
+        call then, and the answer adds it again.
+        """
+        try:
+            await ctx.guard(ctx.client.add_channel(media.callee_bridge, self.leg_id))
+        except AriError as exc:
+            ctx.log.info("callee leg not in its bridge before the answer: %s", exc)
+            return
+        media.callee_joined = True
 
     def _media_prepared(self, task: "asyncio.Task[PreparedMedia]") -> None:
         """Preparation failed while the callee rings: end the call before the answer (503)."""
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is None or isinstance(exc, CallEnded):
+        if exc is None:
+            self._media = task.result()
+            self._leg_events.put_nowait(LegEvent("media_ready"))
+            return
+        if isinstance(exc, CallEnded):
             return
         if self._ctx is not None:
             self._ctx.log.warning("media preparation failed: %s", exc)
@@ -404,11 +470,18 @@ class CallLegFlow(Flow):
 
 
 def leg_variables(call: CallConfig, ctx: CallContext) -> dict[str, str]:
-    """Channel variables of the callee leg at creation: its absolute timeout."""
+    """Channel variables of the callee leg at creation: its absolute timeout, and the
+    caller-ID the carrier sees (From and P-Asserted-Identity come from the leg's connected
+    line; ``i``: set it without sending an update on a channel not yet dialled)."""
     longest = (
         math.ceil(call.answer_timeout)
-        + ORIGINATE_TIMEOUT_MARGIN
+        + DIAL_TIMEOUT_MARGIN
         + ctx.config.policy.max_call_duration
         + LEG_ABSOLUTE_TIMEOUT_MARGIN
     )
-    return {"TIMEOUT(absolute)": str(longest)}
+    presented = caller_id(call, ctx.record.username)
+    return {
+        "TIMEOUT(absolute)": str(longest),
+        "CALLERID(all)": presented,
+        "CONNECTEDLINE(all,i)": presented,
+    }

@@ -16,7 +16,7 @@ our answer timer (``[call] answer_timeout``)        19              480   no_ans
 28 (484)                                            28              484   invalid_number
 anything else: 34, 38, 41, 42, 27, 58, 102, 127     34              503   unavailable
 (5xx, 488/606, transport failure ...)
-originate refused by Asterisk (HTTP error)          34              503   unavailable
+leg creation or dial refused by Asterisk (HTTP)    34              503   unavailable
 ==================================================  ==============  ====  ================
 """
 
@@ -78,7 +78,7 @@ def format_number(number: str, call: CallConfig) -> str:
 
 
 def trunk_endpoint(number: str, call: CallConfig) -> str:
-    """The dial string for ARI originate, e.g. ``PJSIP/+34911234567@carrier``."""
+    """The dial string of the callee leg, e.g. ``PJSIP/+34911234567@carrier``."""
     return call.trunk_endpoint_template.format(number=format_number(number, call))
 
 
@@ -95,7 +95,7 @@ def trunk_resource(template: str) -> tuple[str, str] | None:
 
 
 def caller_id(call: CallConfig, username: str) -> str:
-    """The ``callerId`` for ARI originate: always ``"name" <number>``.
+    """The caller-ID the carrier is shown: always ``"name" <number>``.
 
     The angle brackets make Asterisk take a non-numeric username as the number. The name is
     never left empty: Asterisk would then copy the customer's own caller name (its username) into
