@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ari_fake import FakeAri, FakeChannel
 
-Outcome = Literal["answer", "fail", "ring_forever", "http_error", "dial_error"]
+Outcome = Literal["answer", "fail", "ring_forever", "http_error", "dial_error", "dial_silent"]
 
 
 @dataclass
@@ -126,6 +126,8 @@ class CarrierAri(FakeAri):
             raise web.HTTPConflict(
                 text=json.dumps({"message": "Channel is not in the 'Down' state"})
             )
+        if self.carrier.outcome == "dial_silent":
+            return web.Response(status=204)  # accepted, never started: no event follows
         task = asyncio.create_task(self._script(channel.id))
         self._scripts.add(task)
         task.add_done_callback(self._scripts.discard)
@@ -133,6 +135,7 @@ class CarrierAri(FakeAri):
 
     async def _script(self, leg_id: str) -> None:
         carrier = self.carrier
+        await self.emit_dial(leg_id, "")  # Asterisk called the endpoint
         await asyncio.sleep(carrier.ring_after)
         channel = self.channels.get(leg_id)
         if channel is None:

@@ -555,6 +555,23 @@ async def test_a_leg_asterisk_will_not_create_or_dial_is_503(running: Running, r
     assert (record.sip_status, record.cause) == (503, "unavailable")
 
 
+@pytest.mark.app_config({"call": {"answer_timeout": 10.0}})
+async def test_a_dial_asterisk_never_starts_is_503_within_the_request_timeout(
+    running: Running,
+) -> None:
+    fake = running.fake
+    fake.carrier.outcome = "dial_silent"
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await fake.caller_enters_stasis(CALLER, ["call"], AGI_CALL)
+    await fake.wait_for(lambda: CALLER not in fake.channels, 5)
+    assert loop.time() - started < 2.0 + 1.0  # [ari] request_timeout, not the answer timeout
+    assert caller_requests(fake) == ["DELETE ?reason_code=34"]
+    await all_clear(running)
+    record = await record_of(running)
+    assert (record.sip_status, record.cause) == (503, "unavailable")
+
+
 async def test_caller_hangup_while_ringing_cancels_the_callee(running: Running) -> None:
     fake = running.fake
     fake.carrier.outcome = "ring_forever"

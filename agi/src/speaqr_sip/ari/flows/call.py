@@ -118,6 +118,9 @@ class CallFlow(Flow):
         self._leg_events: asyncio.Queue[LegEvent] = asyncio.Queue()
         self._leg_up = False
         self._leg_gone = False
+        # Asterisk reports a dial it started (a Dial event); one it could not start (e.g. no
+        # bridge technology for its dial bridge) only by silence.
+        self._dialling = False
         self._early_media = False
         self._media: PreparedMedia | None = None
         self._ctx: CallContext | None = None
@@ -296,12 +299,19 @@ class CallFlow(Flow):
         loop = asyncio.get_running_loop()
         timeout = ctx.config.call.answer_timeout
         deadline = loop.time() + timeout
+        dial_deadline = loop.time() + ctx.config.ari.request_timeout
         rung = ctx.config.call.ringback == "immediate"
         while True:
-            remaining = deadline - loop.time()
+            now = loop.time()
+            remaining = deadline - now
             if remaining <= 0:
                 self._refuse(ctx, NO_ANSWER, f"no answer within {timeout:.0f} s")
                 return None
+            if not self._dialling:
+                if now >= dial_deadline:
+                    self._refuse(ctx, UNAVAILABLE, "Asterisk did not start dialling the callee leg")
+                    return None
+                remaining = min(remaining, dial_deadline - now)
             try:
                 event = await ctx.guard(self._next_leg_event(remaining))
             except TimeoutError:
@@ -350,6 +360,7 @@ class CallFlow(Flow):
         if channel.get("id") != self.leg_id or self._leg_gone:
             return
         if kind == "ChannelStateChange":
+            self._dialling = True
             state = channel.get("state")
             if state == "Ringing":
                 self._leg_events.put_nowait(LegEvent("ringing"))
@@ -357,6 +368,7 @@ class CallFlow(Flow):
                 self._leg_up = True
                 self._leg_events.put_nowait(LegEvent("answered"))
         elif kind == "Dial":
+            self._dialling = True
             if event.get("dialstatus") == "PROGRESS" and not self._leg_up:
                 self._leg_events.put_nowait(LegEvent("early_media"))
         elif kind in END_EVENTS:
