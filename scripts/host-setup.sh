@@ -9,6 +9,7 @@ host_packages=(
   debootstrap systemd-container slirp4netns qemu-system-x86 qemu-utils e2fsprogs  # test targets
   iproute2 nftables socat openssh-client openssl                                 # namespaces, SSH
   coturn                                                                          # lab STUN server
+  kamailio                                                                        # lab carrier's registrar
   espeak-ng sox                                                                   # test audio
 )
 missing=()
@@ -18,7 +19,14 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "Installing host packages: ${missing[*]}" >&2
   apt-get update -qq
+  # The lab starts its servers (STUN, the carrier's Kamailio) in its own namespaces, by hand:
+  # none of them may start on the host's interfaces as the packages install.
+  blocked_starts=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && blocked_starts=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$blocked_starts" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # Python 3.12 is the one interpreter that takes both ansible-core 2.21 and the pjsua2 wheels.

@@ -15,6 +15,7 @@ import pytest
 # Inventory variables the tests compare the host with.
 INVENTORY_VARS = (
     "speaqr_users",
+    "speaqr_asterisk_keep_alive_interval",
     "speaqr_base_firewall_enabled",
     "speaqr_base_firewall_tcp_ports",
     "speaqr_base_firewall_udp_ports",

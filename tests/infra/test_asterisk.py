@@ -25,6 +25,13 @@ def test_tls_transport_method_and_ciphers_are_the_inventorys(asterisk, inventory
     assert [c.strip() for c in found.group(1).split(",")] == inventory["speaqr_asterisk_tls_ciphers"], shown
 
 
+def test_connections_get_keepalives_as_often_as_the_inventory_says(asterisk, inventory):
+    shown = asterisk("pjsip show settings")
+    found = re.search(r"^\s*keep_alive_interval\s*:\s*(\d+)\s*$", shown, re.M)
+    assert found, shown
+    assert int(found.group(1)) == int(inventory["speaqr_asterisk_keep_alive_interval"]), found.group(0)
+
+
 def test_endpoints_match_inventory(asterisk, present_users):
     shown = asterisk("pjsip show endpoints")
     endpoints = set(re.findall(r"^\s*Endpoint:\s+([^\s/<]+)/", shown, re.M))

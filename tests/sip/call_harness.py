@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -36,6 +37,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sip.carrier_edge import CarrierEdge
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Behaviour of the stand-in carrier by the dialled number's last digits (tests/carrier/README.md).
@@ -46,6 +49,7 @@ CARRIER_RULES = {
     "0404": "reject:404",
     "0777": "echo",
     "0555": "hangup:2",
+    "0560": "hangup:60",
     "0183": "early:3",
 }
 CARRIER_TONE_HZ = 600.0
@@ -222,7 +226,9 @@ class CarrierProcess:
     """``python -m tests.carrier`` in the target's namespace; started and stopped by this object only.
 
     With ``tls_files`` (certificate, key) it also listens for TLS on the settings' TLS port and
-    takes SRTP or plain RTP as each INVITE offers."""
+    takes SRTP or plain RTP as each INVITE offers. When the dialled trunk registers (``auth:
+    registration``), the carrier's edge (:mod:`tests.sip.carrier_edge`, Kamailio) runs in front
+    of it on the trunk's port, as a carrier's registrar and authenticating proxy."""
 
     def __init__(
         self,
@@ -241,6 +247,10 @@ class CarrierProcess:
         self.record_dir = workdir / "carrier-recordings"
         self.log_file = workdir / "carrier.log"
         self.proc: subprocess.Popen | None = None
+        self.edge: CarrierEdge | None = None
+        if settings.trunk.get("auth") == "registration":
+            standin = f"{settings.carrier_host}:{settings.carrier_port}"
+            self.edge = CarrierEdge(settings.trunk, settings.carrier_host, standin, workdir / "edge", netns)
 
     def argv(self) -> list[str]:
         cmd = ["ip", "netns", "exec", self.netns] if self.netns else []
@@ -264,6 +274,12 @@ class CarrierProcess:
         while time.monotonic() < deadline:
             state = self.state()
             if state.get("ready"):
+                if self.edge is not None:
+                    try:
+                        self.edge.start()
+                    except RuntimeError:
+                        self.stop()
+                        raise
                 return self
             if self.proc.poll() is not None:
                 break
@@ -273,6 +289,8 @@ class CarrierProcess:
         raise RuntimeError(f"the stand-in carrier did not start: {' '.join(map(shlex.quote, self.argv()))}\n{tail}")
 
     def stop(self, timeout: float = 15.0) -> None:
+        if self.edge is not None:
+            self.edge.stop()
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)  # our own child only
@@ -473,6 +491,22 @@ class Target:
         while (seen := self.trunk_state(trunk)) != state:
             if time.monotonic() - t0 >= timeout:
                 raise AssertionError(f"trunk {trunk} still {seen!r} after {timeout} s (waiting for {state!r})")
+            time.sleep(0.2)
+        return time.monotonic() - t0
+
+    def registration_state(self, name: str) -> str:
+        """Asterisk's state of the outbound registration ``name`` (Registered, Rejected, ...)."""
+        out = self.check_output("asterisk -rx 'pjsip show registrations'")
+        m = re.search(rf"^\s*{re.escape(name)}/\S+\s+\S+\s+(\w+)", out, re.MULTILINE)
+        return m.group(1) if m else ""
+
+    def register_now(self, name: str, state: str, timeout: float = 20.0) -> float:
+        """Make Asterisk send the registration ``name`` now; seconds until it shows ``state``."""
+        t0 = time.monotonic()
+        self.check_output(f"asterisk -rx {shlex.quote(f'pjsip send register {name}')}")
+        while (seen := self.registration_state(name)) != state:
+            if time.monotonic() - t0 >= timeout:
+                raise AssertionError(f"registration {name} still {seen!r} after {timeout} s (waiting for {state!r})")
             time.sleep(0.2)
         return time.monotonic() - t0
 

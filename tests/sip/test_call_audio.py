@@ -64,6 +64,7 @@ def _answered_call(caller, carrier, user, call_settings, caller_tone, tmp_path, 
     r = caller.dial(user, destination, "--play", str(caller_tone), "--record", str(rec), "--tail", str(tail_s))
     assert r.get("status") == 200, r
     assert r["connected"], r
+    assert not r["early_media"], f"media before the answer, from a carrier that sent none: {r}"
     _media_checks(r)
     c = carrier.call_for(destination, mark)
     assert c["final_status"] == 200 and c["record"], c

@@ -168,6 +168,63 @@ def test_call_service_behind_nat_has_audio_both_ways_and_the_carriers_hangup_arr
         assert dominant_frequency(active_segment(x, RATE), RATE) == pytest.approx(freq, abs=15), who
 
 
+# A NAT that forgets an idle TCP connection after this long (seconds), as aggressive home
+# routers and carrier-grade NATs do; the appliance's keep-alives (speaqr_asterisk_keep_alive_interval)
+# must come more often.
+NAT_IDLE_TIMEOUT_S = 45
+
+
+@pytest.fixture
+def forgetful_nat(sip_target):
+    """The lab's NAT router forgets TCP connections idle for NAT_IDLE_TIMEOUT_S and does not take
+    back one it forgot (a packet of it is then invalid: it leaves un-translated or not at all)."""
+    netns = sip_target.lab_host("nat")
+    settings = {
+        "net.netfilter.nf_conntrack_tcp_timeout_established": str(NAT_IDLE_TIMEOUT_S),
+        "net.netfilter.nf_conntrack_tcp_loose": "0",
+    }
+
+    def sysctl(*args: str) -> str:
+        cmd = ["ip", "netns", "exec", netns, "sysctl", "-n", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+
+    before = {key: sysctl(key) for key in settings}
+    for key, value in settings.items():
+        sysctl("-w", f"{key}={value}")
+    try:
+        yield NAT_IDLE_TIMEOUT_S
+    finally:
+        for key, value in before.items():
+            sysctl("-w", f"{key}={value}")
+
+
+@pytest.fixture(scope="module")
+def running_keep_alive(target) -> int:
+    """The keep-alive interval of the running Asterisk (PJSIP keep_alive_interval)."""
+    shown = target.check_output("asterisk -rx 'pjsip show settings'")
+    found = re.search(r"^\s*keep_alive_interval\s*:\s*(\d+)", shown, re.M)
+    assert found, shown
+    return int(found.group(1))
+
+
+def test_a_natted_client_idle_longer_than_its_nat_remembers_still_gets_the_carriers_hangup(
+    forgetful_nat, public_segment, carrier, passthrough_user, call_settings, running_keep_alive
+):
+    """The call's signalling connection (TLS through the NAT) stays idle while the audio flows;
+    the carrier hangs up after 60 s, longer than the NAT remembers an idle connection. The BYE
+    reaches the client only because the appliance's keep-alives kept the NAT's mapping alive."""
+    assert 0 < running_keep_alive < forgetful_nat, (
+        f"speaqr_asterisk_keep_alive_interval {running_keep_alive} s does not beat a NAT that forgets "
+        f"after {forgetful_nat} s"
+    )
+    destination = call_settings.allowed_number("0560")  # answers, hangs up after 60 s
+    mark = carrier.mark()
+    r = Caller(public_segment["natclient"]).dial(passthrough_user, destination, "--duration", "90")
+    assert r.get("status") == 200 and r["connected"], r
+    assert r["ended_by"] == "remote" and r["duration_s"] < 70, f"the carrier's hangup did not reach the client: {r}"
+    assert carrier.call_for(destination, mark)["hung_up_by"] == "carrier"
+
+
 def _probe(netns: str, address: str, proto: str, port: int) -> str:
     """Run a connect probe from a lab host: 'open', 'refused' or 'timeout'."""
     code = (

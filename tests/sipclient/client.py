@@ -171,6 +171,7 @@ class _Call(pj.Call):
         self.t_200: float | None = None
         self.t_confirmed: float | None = None
         self.t_media: float | None = None
+        self.early_media = False
         self.t_disconnected: float | None = None
         self.final_status: int | None = None
         self.final_reason: str | None = None
@@ -251,6 +252,8 @@ class _Call(pj.Call):
             if self.recorder:
                 aud.startTransmit(self.recorder)
             self.t_media = now_ms()
+            # Media before any final answer: a 183 with SDP (early media).
+            self.early_media = ci.state == pj.PJSIP_INV_STATE_EARLY
             try:
                 si = self.getStreamInfo(mi.index)
                 self.codec = f"{si.codecName}/{si.codecClockRate}"
@@ -324,8 +327,7 @@ class _Call(pj.Call):
             if self.t_confirmed and self.t_disconnected
             else None,
             "codec": self.codec,
-            # Media came up before any answer (a 183 with SDP): early media was heard.
-            "early_media": self.t_media is not None and (self.t_confirmed is None or self.t_media < self.t_confirmed),
+            "early_media": self.early_media,
             "media": _sdp_summary(self.answer_sdp),
             "offer": _sdp_summary(self.offer_sdp),
             "rtp": self.last_rtp,
