@@ -207,21 +207,26 @@ def running_keep_alive(target) -> int:
     return int(found.group(1))
 
 
-def test_a_natted_client_idle_longer_than_its_nat_remembers_still_gets_the_carriers_hangup(
+def test_a_natted_client_idle_longer_than_its_nat_remembers_stays_registered_and_reachable(
     forgetful_nat, public_segment, carrier, passthrough_user, call_settings, running_keep_alive
 ):
     """The call's signalling connection (TLS through the NAT) stays idle while the audio flows;
     the carrier hangs up after 60 s, longer than the NAT remembers an idle connection. The BYE
-    reaches the client only because the appliance's keep-alives kept the NAT's mapping alive."""
+    reaches the client only because the appliance's keep-alives kept the NAT's mapping alive
+    (with Asterisk's default of 90 s it does not: the client hangs up itself after 90 s). The
+    client registered for 60 s, so its refresh crossed the same NAT mid-call and was accepted."""
     assert 0 < running_keep_alive < forgetful_nat, (
         f"speaqr_asterisk_keep_alive_interval {running_keep_alive} s does not beat a NAT that forgets "
         f"after {forgetful_nat} s"
     )
     destination = call_settings.allowed_number("0560")  # answers, hangs up after 60 s
     mark = carrier.mark()
-    r = Caller(public_segment["natclient"]).dial(passthrough_user, destination, "--duration", "90")
+    r = Caller(public_segment["natclient"]).dial(
+        passthrough_user, destination, "--duration", "90", "--reg-expires", "60"
+    )
     assert r.get("status") == 200 and r["connected"], r
     assert r["ended_by"] == "remote" and r["duration_s"] < 70, f"the carrier's hangup did not reach the client: {r}"
+    assert r["registrations_ok"] >= 2, f"the registration was not refreshed through the NAT: {r}"
     assert carrier.call_for(destination, mark)["hung_up_by"] == "carrier"
 
 

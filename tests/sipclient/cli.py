@@ -67,6 +67,13 @@ def _common(p: argparse.ArgumentParser) -> None:
         "or ALG); the appliance must send its audio where the client's packets come from",
     )
     p.add_argument(
+        "--reg-expires",
+        type=int,
+        default=300,
+        metavar="S",
+        help="registration lifetime to ask for (the client refreshes it before it ends; the appliance allows >= 60)",
+    )
+    p.add_argument(
         "--log-level",
         type=int,
         default=int(os.environ.get("SIPCLIENT_LOG_LEVEL", "1")),
@@ -144,6 +151,7 @@ def _options(a) -> Options:
         tcp_nodelay=a.tcp_nodelay,
         stun=a.stun,
         media_address=a.media_address,
+        reg_expires_s=a.reg_expires,
         srtp=getattr(a, "srtp", "mandatory"),
         codec=getattr(a, "codec", "PCMU"),
     )
@@ -270,6 +278,7 @@ def do_call(a) -> dict:
             out["calls"] = results
             out["connected"] = all(r["connected"] for r in results)
         out["play_s"] = round(play_s, 3) if plan.play else None
+        out["registrations_ok"] = s.acc.registrations_ok if plan.register else 0
         return out
     finally:
         s.stop()

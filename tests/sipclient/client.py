@@ -71,6 +71,7 @@ class Options:
     tls_timeout_ms: int = 5000
     tcp_nodelay: bool = True  # False only to demonstrate what Nagle costs
     reg_timeout_s: float = 10.0
+    reg_expires_s: int = 300  # registration lifetime asked for; pjsua refreshes it before it ends
     stun: str | None = None  # STUN server host:port for the media address of the SDP offer
     media_address: str | None = None  # address advertised in the SDP offer instead of the real one
 
@@ -139,6 +140,7 @@ class _Account(pj.Account):
         super().__init__()
         self.reg_result: dict | None = None
         self.t_reg_start: float | None = None
+        self.registrations_ok = 0  # the first REGISTER and every refresh the registrar accepted
 
     def onRegState(self, prm):
         t = now_ms()
@@ -149,6 +151,8 @@ class _Account(pj.Account):
             "pj_status": int(prm.status),
             "elapsed_ms": round(t - self.t_reg_start, 3) if self.t_reg_start else None,
         }
+        if int(prm.code) // 100 == 2 and int(prm.expiration) > 0:
+            self.registrations_ok += 1
         log.info("registration %s", self.reg_result)
 
 
@@ -453,7 +457,7 @@ class Session:
         acfg.regConfig.registrarUri = f"sip:{o.domain};transport=tls" if register else ""
         acfg.regConfig.registerOnAdd = bool(register)
         acfg.regConfig.retryIntervalSec = 0
-        acfg.regConfig.timeoutSec = 300
+        acfg.regConfig.timeoutSec = o.reg_expires_s
         acfg.regConfig.dropCallsOnFail = False
         acfg.sipConfig.proxies.append(f"sip:{o.server_hostport};transport=tls;lr")
         acfg.sipConfig.transportId = self.tls_transport_id
