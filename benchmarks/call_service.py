@@ -169,6 +169,12 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=10, help="calls per measurement and user")
     ap.add_argument("--label", default="target")
     ap.add_argument(
+        "--client-netns",
+        metavar="NETNS",
+        help="run the callers in this lab host's namespace, contacting SPEAQR_PUBLIC_ADDRESS "
+        "(default: the target's own namespace, a host in its local networks)",
+    )
+    ap.add_argument(
         "--trunk-settle",
         type=float,
         default=7.0,
@@ -186,8 +192,11 @@ def main() -> int:
         ca=env["SPEAQR_LAB_CA"],
         users=json.loads(env["SPEAQR_SIP_USERS"]),
         netns=env.get("SPEAQR_TARGET_NETNS", ""),
+        public_address=env.get("SPEAQR_PUBLIC_ADDRESS", ""),
     )
-    sip = SipClient(target)
+    # From a lab host (e.g. speaqr-nspawn-client1) the callers reach the appliance as customers
+    # on the internet do: through its public address, firewall and NAT.
+    sip = SipClient(target.from_lab_host(args.client_netns) if args.client_netns else target)
     host, _, port = args.carrier.rpartition(":")
     settings = CallSettings(host, int(port), "fixed", "", "e164", 30.0, ["+34"], [], 2, 10)
     tls_files = None

@@ -19,6 +19,9 @@ Run from the repository root as root with the target's settings (see benchmarks/
     .venv/bin/python benchmarks/loopback_service.py --user alice --calls 20 \\
         --ssh-key /run/speaqr-sip/loopdev/id_ed25519 --label nspawn
 
+With ``--client-netns speaqr-nspawn-client3`` (and ``SPEAQR_PUBLIC_ADDRESS=198.51.100.2``) the
+callers run on a client host of the lab's public segment, as customers on the internet do.
+
 Prints a summary and writes benchmarks/results/loopback_service-<label>-<UTC time>.json and .md.
 """
 
@@ -118,6 +121,12 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=20, help="calls per extension")
     ap.add_argument("--ssh-key", help="root SSH key of the target: adds the AGI check's own elapsed_ms")
     ap.add_argument("--label", default="target")
+    ap.add_argument(
+        "--client-netns",
+        metavar="NETNS",
+        help="run the callers in this lab host's namespace, contacting SPEAQR_PUBLIC_ADDRESS "
+        "(default: the target's own namespace, a host in its local networks)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     env = os.environ
@@ -127,8 +136,11 @@ def main() -> int:
         ca=env["SPEAQR_LAB_CA"],
         users=json.loads(env["SPEAQR_SIP_USERS"]),
         netns=env.get("SPEAQR_TARGET_NETNS", ""),
+        public_address=env.get("SPEAQR_PUBLIC_ADDRESS", ""),
     )
-    sip = SipClient(target)
+    # From a lab host (e.g. speaqr-nspawn-client1) the callers reach the appliance as customers
+    # on the internet do: through its public address, firewall and NAT.
+    sip = SipClient(target.from_lab_host(args.client_netns) if args.client_netns else target)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="loopback-bench-") as tmp:
         work = Path(tmp)
