@@ -228,7 +228,8 @@ class CarrierProcess:
     With ``tls_files`` (certificate, key) it also listens for TLS on the settings' TLS port and
     takes SRTP or plain RTP as each INVITE offers. When the dialled trunk registers (``auth:
     registration``), the carrier's edge (:mod:`tests.sip.carrier_edge`, Kamailio) runs in front
-    of it on the trunk's port, as a carrier's registrar and authenticating proxy."""
+    of it on the trunk's transport and port instead, as a carrier's registrar and authenticating
+    proxy, with ``tls_files`` as its certificate; the stand-in then takes the edge's UDP."""
 
     def __init__(
         self,
@@ -250,13 +251,17 @@ class CarrierProcess:
         self.edge: CarrierEdge | None = None
         if settings.trunk.get("auth") == "registration":
             standin = f"{settings.carrier_host}:{settings.carrier_port}"
-            self.edge = CarrierEdge(settings.trunk, settings.carrier_host, standin, workdir / "edge", netns)
+            self.edge = CarrierEdge(
+                settings.trunk, settings.carrier_host, standin, workdir / "edge", netns, tls_files=tls_files
+            )
 
     def argv(self) -> list[str]:
         cmd = ["ip", "netns", "exec", self.netns] if self.netns else []
         cmd += [sys.executable, "-m", "tests.carrier"]
         cmd += ["--listen", f"{self.settings.carrier_host}:{self.settings.carrier_port}", "--transport", "udp"]
-        if self.tls_files:
+        if self.edge is not None:
+            cmd += ["--srtp", "optional"]  # SDES as the trunk offers it, through the edge
+        elif self.tls_files:
             cert, key = self.tls_files
             cmd += ["--tls-listen", f"{self.settings.carrier_host}:{self.settings.carrier_tls_port}"]
             cmd += ["--tls-cert", str(cert), "--tls-key", str(key), "--srtp", "optional"]
@@ -331,6 +336,14 @@ class CarrierProcess:
             time.sleep(0.05)
             calls = self.calls_since(mark)
         return calls
+
+    def arrival_transport(self, call: dict) -> str | None:
+        """The transport the appliance's INVITE for ``call`` came over to the carrier: to its
+        edge where it has one (the stand-in then got it from the edge), else to the stand-in."""
+        if self.edge is None:
+            return call.get("via_transport")
+        accepted = self.edge.invite_for(call["number"])
+        return accepted.fields.get("proto") if accepted else None
 
     def call_for(self, call_number: str, mark: int, ended: bool = True, timeout: float = 10.0) -> dict:
         """The carrier's record of the (first) INVITE for ``call_number`` since ``mark``."""

@@ -1,7 +1,8 @@
 """The stand-in carrier's edge: Kamailio (tests/carrier/edge.cfg) on the carrier's host, the
 registrar and authenticating proxy of a trunk with ``auth: registration``. It takes the
-appliance's REGISTER and INVITEs with the trunk's credentials and relays the calls to the
-stand-in carrier (tests/carrier), which records and answers them as for any trunk.
+appliance's REGISTER and INVITEs with the trunk's credentials, on the trunk's own transport and
+port (TLS with a certificate the appliance verifies, or UDP), and relays the calls over UDP to
+the stand-in carrier (tests/carrier), which records and answers them as for any trunk.
 
 Started and stopped by this object only (its own child process); what it accepted and refused
 is read back from its log (one ``edge:`` line each).
@@ -19,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "tests" / "carrier" / "edge.cfg"
 REALM = "carrier.lab"
+# The edge's own UDP socket towards the stand-in (and the whole edge, for a UDP trunk).
+RELAY_PORT = 5072
 _EVENT = re.compile(r"edge: (?:<script>: )?(accepted|refused) (REGISTER|INVITE) (.*)$")
 _FIELD = re.compile(r"(\w+)=(\S*)")
 
@@ -36,10 +39,22 @@ def registration_trunk(carriers: list[dict]) -> dict | None:
 
 class CarrierEdge:
     def __init__(
-        self, trunk: dict, host: str, standin: str, workdir: Path, netns: str = "", password: str | None = None
+        self,
+        trunk: dict,
+        host: str,
+        standin: str,
+        workdir: Path,
+        netns: str = "",
+        password: str | None = None,
+        tls_files: tuple[Path, Path] | None = None,
     ):
         self.trunk = trunk
-        self.listen = f"udp:{host}:{int(trunk['port'])}"
+        self.transport = trunk.get("transport", "tls")
+        if self.transport == "tls" and tls_files is None:
+            raise ValueError(f"a TLS trunk's edge needs a certificate and key ({trunk.get('name')})")
+        self.tls_files = tls_files if self.transport == "tls" else None
+        self.listen = f"{self.transport}:{host}:{int(trunk['port'])}"
+        self.relay = f"udp:{host}:{RELAY_PORT}"
         self.standin = standin
         self.workdir = workdir
         self.netns = netns
@@ -51,12 +66,18 @@ class CarrierEdge:
     def argv(self) -> list[str]:
         cmd = ["ip", "netns", "exec", self.netns] if self.netns else []
         cmd += ["kamailio", "-f", str(CONFIG), "-DD", "-E", "-l", self.listen, "-Y", str(self.workdir)]
+        if self.relay != self.listen:
+            cmd += ["-l", self.relay]
         defines = {
             "STANDIN": f"sip:{self.standin}",
             "REALM": REALM,
             "TRUNK_USER": str(self.trunk.get("username", "")),
             "TRUNK_PASSWORD": self.password,
         }
+        if self.tls_files:
+            cert, key = self.tls_files
+            cmd += ["-A", "WITH_TLS"]
+            defines |= {"TLS_CERTIFICATE": str(cert), "TLS_PRIVATE_KEY": str(key)}
         for name, value in defines.items():
             cmd += ["-A", f'{name}="{value}"']
         return cmd
@@ -77,9 +98,9 @@ class CarrierEdge:
         raise RuntimeError(f"the carrier's edge (Kamailio) did not start: {' '.join(self.argv())}\n{tail}")
 
     def _listening(self) -> bool:
-        host_port = self.listen.removeprefix("udp:")
+        proto, _, host_port = self.listen.partition(":")
         cmd = ["ip", "netns", "exec", self.netns] if self.netns else []
-        cmd += ["ss", "-Hlun", f"sport = :{host_port.rsplit(':', 1)[1]}"]
+        cmd += ["ss", "-Hltn" if proto == "tls" else "-Hlun", f"sport = :{host_port.rsplit(':', 1)[1]}"]
         return host_port in subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -106,6 +127,11 @@ class CarrierEdge:
                 verdict, method, rest = m.groups()
                 out.append(EdgeEvent(f"{verdict} {method}", dict(_FIELD.findall(rest))))
         return out
+
+    def invite_for(self, number: str) -> EdgeEvent | None:
+        """The last INVITE for ``number`` the edge accepted (and relayed), if any."""
+        found = [e for e in self.events() if e.what == "accepted INVITE" and e.fields.get("number") == number]
+        return found[-1] if found else None
 
     def wait_event(self, what: str, timeout: float = 15.0) -> EdgeEvent:
         deadline = time.monotonic() + timeout

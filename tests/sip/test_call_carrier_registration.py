@@ -1,20 +1,22 @@
 """A carrier trunk with outbound registration (``auth: registration``): the appliance registers
-to the carrier's registrar with the trunk's credentials, from where the carrier can reach it (its
-public address and the trunk's port, through its firewall and NAT), and answers the carrier's
-digest challenge on each INVITE; a registrar that refuses the credentials leaves the registration
-rejected, as Asterisk reports it.
+to the carrier's registrar with the trunk's credentials, over the trunk's transport (TLS, the
+registrar's certificate verified), with a contact where the carrier can reach it (its public
+address and SIP port, through its firewall and NAT), and answers the carrier's digest challenge
+on each INVITE; a registrar that refuses the credentials leaves the registration rejected, as
+Asterisk reports it.
 
 The carrier's registrar is the lab carrier's edge (Kamailio, tests/sip/carrier_edge.py) on the
-carrier's host, in front of the stand-in carrier. Where the registering trunk is the one the
-``call`` service dials (the VM scenario's inventory), test_call_audio.py judges the audio of
-calls over it and the last test here shows each INVITE was challenged and authenticated.
+carrier's host, in front of the stand-in carrier. The lab's registering trunk is the one the
+``call`` service dials, so test_call_audio.py judges the audio of calls over it (TLS, SRTP) and
+the last test here shows each INVITE was challenged and authenticated.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.sip.call_harness import appliance_address_for_carrier, carrier_netns
+from tests.sip.call_fixtures import carrier_tls_files
+from tests.sip.call_harness import appliance_address_for_carrier, carrier_netns, carrier_transport
 from tests.sip.carrier_edge import CarrierEdge, registration_trunk
 
 
@@ -26,13 +28,32 @@ def trunk(call_settings):
     return found
 
 
-def _edge(trunk, call_settings, workdir, password=None) -> CarrierEdge:
+@pytest.fixture(scope="module")
+def edge_tls_files(trunk, call_settings, target, carrier_certificate_dir):
+    """The edge's certificate for a TLS trunk (issued by the lab CA, for the carrier's address)."""
+    if carrier_transport(trunk) != "tls":
+        return None
+    if trunk["name"] != call_settings.trunk.get("name"):
+        pytest.skip("a TLS trunk that registers and is not the dialled one: no certificate for its edge")
+    return carrier_tls_files(call_settings, target, carrier_certificate_dir)
+
+
+def _edge(trunk, call_settings, tls_files, workdir, password=None) -> CarrierEdge:
     standin = f"{call_settings.carrier_host}:{call_settings.carrier_port}"
-    return CarrierEdge(trunk, call_settings.carrier_host, standin, workdir, carrier_netns(), password).start()
+    return CarrierEdge(
+        trunk, call_settings.carrier_host, standin, workdir, carrier_netns(), password, tls_files
+    ).start()
 
 
-def test_the_appliance_registers_where_the_carrier_can_reach_it(trunk, call_settings, target, sip_target, tmp_path):
-    edge = _edge(trunk, call_settings, tmp_path / "edge")
+def _sip_port(trunk, sip_target) -> int:
+    """Where the appliance takes the trunk's requests: its TLS port, or the trunk's own port."""
+    return sip_target.port if carrier_transport(trunk) == "tls" else int(trunk["local_port"])
+
+
+def test_the_appliance_registers_where_the_carrier_can_reach_it(
+    trunk, edge_tls_files, call_settings, target, sip_target, tmp_path
+):
+    edge = _edge(trunk, call_settings, edge_tls_files, tmp_path / "edge")
     try:
         target.register_now(trunk["name"], "Registered")
         accepted = edge.wait_event("accepted REGISTER")
@@ -40,17 +61,18 @@ def test_the_appliance_registers_where_the_carrier_can_reach_it(trunk, call_sett
         edge.stop()
     appliance = appliance_address_for_carrier(sip_target)
     assert accepted.fields["user"] == trunk["username"], accepted
-    # The contact the carrier will send calls to is the appliance's public address and the
-    # trunk's own port, and that is where the REGISTER came from.
-    assert f"@{appliance}:{trunk['local_port']}" in accepted.fields["contact"], accepted
-    assert accepted.fields["from"] == f"{appliance}:{trunk['local_port']}", accepted
+    assert accepted.fields["proto"] == carrier_transport(trunk), accepted
+    # The contact the carrier will send calls to is the appliance's public address and SIP port,
+    # and the REGISTER came from that address.
+    assert f"@{appliance}:{_sip_port(trunk, sip_target)}" in accepted.fields["contact"], accepted
+    assert accepted.fields["from"].rsplit(":", 1)[0] == appliance, accepted
     assert [e for e in edge.events() if e.what == "refused REGISTER"] == [], edge.events()
 
 
 def test_a_registrar_that_refuses_the_credentials_leaves_the_registration_rejected(
-    trunk, call_settings, target, tmp_path
+    trunk, edge_tls_files, call_settings, target, tmp_path
 ):
-    edge = _edge(trunk, call_settings, tmp_path / "edge", password="not-the-trunks-password")
+    edge = _edge(trunk, call_settings, edge_tls_files, tmp_path / "edge", password="not-the-trunks-password")
     try:
         target.register_now(trunk["name"], "Rejected")
         refused = edge.wait_event("refused REGISTER")
@@ -59,7 +81,7 @@ def test_a_registrar_that_refuses_the_credentials_leaves_the_registration_reject
         edge.stop()
     assert refused.fields["user"] == trunk["username"], refused
     # With the carrier's registrar back to the trunk's credentials, the appliance registers again.
-    edge = _edge(trunk, call_settings, tmp_path / "edge-again")
+    edge = _edge(trunk, call_settings, edge_tls_files, tmp_path / "edge-again")
     try:
         target.register_now(trunk["name"], "Registered")
     finally:

@@ -1,7 +1,8 @@
 """The appliance verifies a TLS carrier's certificate: a stand-in carrier on the trunk's address
 with a certificate the appliance cannot trust (self-signed, or from the trusted lab CA but for
 another address) never gets the call (503, and not even an INVITE reaches it); the same carrier
-with a certificate for its address from the trusted CA does.
+with a certificate for its address from the trusted CA does. Where the trunk registers, the
+certificate is its edge's (the carrier's registrar and proxy, tests/sip/carrier_edge.py).
 
 The audio of calls over the TLS+SRTP trunk is judged in test_call_audio.py."""
 
@@ -61,6 +62,8 @@ def test_a_carrier_whose_certificate_does_not_verify_gets_no_call(
         r = caller.dial(passthrough_user, call_settings.allowed_number("0103"), "--duration", "0.5")
         assert r.get("status") == 503 and not r.get("connected"), r
         assert carrier.calls() == [], f"an INVITE reached the carrier with a {kind} certificate"
+        if carrier.edge is not None:
+            assert carrier.edge.events() == [], f"the edge with a {kind} certificate heard the appliance"
     finally:
         carrier.stop()
 
@@ -77,6 +80,6 @@ def test_the_same_carrier_with_a_verifiable_certificate_gets_the_call(
         r = caller.dial(passthrough_user, destination, "--duration", "0.5")
         assert r.get("status") == 200 and r["connected"], r
         c = carrier.call_for(destination, mark)
-        assert c["via_transport"] == "tls" and c["sdp_crypto"], c
+        assert carrier.arrival_transport(c) == "tls" and c["sdp_crypto"], c
     finally:
         carrier.stop()
