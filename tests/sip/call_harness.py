@@ -513,13 +513,19 @@ class Target:
         m = re.search(rf"^\s*{re.escape(name)}/\S+\s+\S+\s+(\w+)", out, re.MULTILINE)
         return m.group(1) if m else ""
 
-    def register_now(self, name: str, state: str, timeout: float = 20.0) -> float:
-        """Make Asterisk send the registration ``name`` now; seconds until it shows ``state``."""
+    def register_now(self, name: str, state: str, timeout: float = 45.0, resend_s: float = 5.0) -> float:
+        """Make Asterisk send the registration ``name`` now, again every ``resend_s`` (an attempt
+        may go out on a connection to a registrar that just went away); seconds until it shows
+        ``state``."""
         t0 = time.monotonic()
-        self.check_output(f"asterisk -rx {shlex.quote(f'pjsip send register {name}')}")
+        sent = -resend_s
         while (seen := self.registration_state(name)) != state:
-            if time.monotonic() - t0 >= timeout:
+            now = time.monotonic() - t0
+            if now >= timeout:
                 raise AssertionError(f"registration {name} still {seen!r} after {timeout} s (waiting for {state!r})")
+            if now - sent >= resend_s:
+                self.check_output(f"asterisk -rx {shlex.quote(f'pjsip send register {name}')}")
+                sent = now
             time.sleep(0.2)
         return time.monotonic() - t0
 
