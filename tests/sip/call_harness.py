@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sip.carrier_edge import CarrierEdge
+from tests.sip.carrier_edge import CarrierEdge, registers, stop_child
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -249,7 +248,7 @@ class CarrierProcess:
         self.log_file = workdir / "carrier.log"
         self.proc: subprocess.Popen | None = None
         self.edge: CarrierEdge | None = None
-        if settings.trunk.get("auth") == "registration":
+        if registers(settings.trunk):
             standin = f"{settings.carrier_host}:{settings.carrier_port}"
             self.edge = CarrierEdge(
                 settings.trunk, settings.carrier_host, standin, workdir / "edge", netns, tls_files=tls_files
@@ -296,14 +295,7 @@ class CarrierProcess:
     def stop(self, timeout: float = 15.0) -> None:
         if self.edge is not None:
             self.edge.stop()
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # our own child only
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_child(self.proc, timeout)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -32,9 +32,26 @@ class EdgeEvent:
     fields: dict[str, str]
 
 
+def registers(trunk: dict) -> bool:
+    """Whether a speaqr_asterisk_carriers item wants outbound registration (and so an edge)."""
+    return trunk.get("auth") == "registration"
+
+
 def registration_trunk(carriers: list[dict]) -> dict | None:
     """The first present carrier that registers (``auth: registration``), if any."""
-    return next((c for c in carriers if c.get("auth") == "registration"), None)
+    return next((c for c in carriers if registers(c)), None)
+
+
+def stop_child(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM one of our own child processes, SIGKILL if it outlives ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class CarrierEdge:
@@ -104,14 +121,7 @@ class CarrierEdge:
         return host_port in subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)  # our own child only
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_child(self.proc, timeout)
 
     def _log(self) -> str:
         try:
