@@ -24,6 +24,12 @@ INVENTORY_VARS = (
     "speaqr_mariadb_port",
     "speaqr_mariadb_app_user",
     "speaqr_mariadb_agi_user",
+    "speaqr_backup_enabled",
+    "speaqr_backup_schedule",
+    "speaqr_backup_keep",
+    "speaqr_backup_directory",
+    "speaqr_backup_user",
+    "speaqr_backup_tables",
     "speaqr_tls_mode",
     "speaqr_tls_certificate_path",
     "speaqr_tls_private_key_path",
@@ -142,3 +148,34 @@ def asterisk(host, as_root):
             return host.check_output(f"asterisk -rx {command!r}")
 
     return run
+
+
+@pytest.fixture(scope="module")
+def mysql(host, as_root, inventory):
+    """Run SQL in the appliance's database as MariaDB's root; rows as lists of strings."""
+    database = inventory["speaqr_mariadb_database"]
+
+    def query(sql: str) -> list[list[str]]:
+        with as_root():
+            out = host.check_output(f"mariadb --batch --skip-column-names -e {sql!r} {database}")
+        return [line.split("\t") for line in out.splitlines()]
+
+    return query
+
+
+@pytest.fixture(scope="module")
+def table_privileges(mysql):
+    """(user, host part, database) -> {table: privileges} from SHOW GRANTS."""
+
+    def grants(user: str, host_part: str, db: str) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for row in mysql(f"SHOW GRANTS FOR '{user}'@'{host_part}'"):
+            line = row[0]
+            if f" ON `{db}`.`" not in line:
+                continue
+            privileges, on = line.removeprefix("GRANT ").split(" ON ", 1)
+            table = on.split("`.`", 1)[1].split("`", 1)[0]
+            out[table] = {p.strip() for p in privileges.split(",")}
+        return out
+
+    return grants

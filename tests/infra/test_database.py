@@ -1,20 +1,6 @@
 """The users table holds exactly the inventory's present users; the app account is least-privilege."""
 
-import pytest
-
 COLUMNS = ("username", "email", "source_language", "target_language", "voice", "enabled")
-
-
-@pytest.fixture(scope="module")
-def mysql(host, as_root, inventory):
-    database = inventory["speaqr_mariadb_database"]
-
-    def query(sql: str) -> list[list[str]]:
-        with as_root():
-            out = host.check_output(f"mariadb --batch --skip-column-names -e {sql!r} {database}")
-        return [line.split("\t") for line in out.splitlines()]
-
-    return query
 
 
 def test_users_table_matches_inventory(mysql, present_users):
@@ -68,20 +54,7 @@ def test_call_records_say_which_processor_served_which_part(mysql, inventory):
     assert [tuple(r) for r in rows] == [("varchar", "255", "NO")]
 
 
-def _table_privileges(mysql, user: str, host_part: str, db: str) -> dict[str, set[str]]:
-    """Table -> privileges of ``user``@``host_part`` in ``db`` (from SHOW GRANTS)."""
-    out: dict[str, set[str]] = {}
-    for row in mysql(f"SHOW GRANTS FOR '{user}'@'{host_part}'"):
-        line = row[0]
-        if f" ON `{db}`.`" not in line:
-            continue
-        privileges, on = line.removeprefix("GRANT ").split(" ON ", 1)
-        table = on.split("`.`", 1)[1].split("`", 1)[0]
-        out[table] = {p.strip() for p in privileges.split(",")}
-    return out
-
-
-def test_each_program_has_exactly_the_privileges_its_code_uses(mysql, inventory):
+def test_each_program_has_exactly_the_privileges_its_code_uses(mysql, table_privileges, inventory):
     db = inventory["speaqr_mariadb_database"]
     expected = {
         # ARI application: call_records INSERT at admission, UPDATE at the end (SELECT: the WHERE).
@@ -91,4 +64,4 @@ def test_each_program_has_exactly_the_privileges_its_code_uses(mysql, inventory)
     }
     for user, tables in expected.items():
         for host_part in ("localhost", "127.0.0.1"):
-            assert _table_privileges(mysql, user, host_part, db) == tables, (user, host_part)
+            assert table_privileges(user, host_part, db) == tables, (user, host_part)
