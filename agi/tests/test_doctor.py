@@ -129,7 +129,7 @@ class FakeProbes:
             raise self.db_error
         return [(r.username, r.enabled) for r in self.rows.values()]
 
-    def app_database(self) -> None:
+    def database_account(self, program: str) -> None:
         if self.db_error:
             raise self.db_error
 

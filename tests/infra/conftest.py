@@ -8,9 +8,16 @@ from that host's inventory, templated by Ansible (vault values decrypted), never
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+# tests.playbook (the playbook runner shared with the unit tests) however pytest is started.
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
 
 # Inventory variables the tests compare the host with.
 INVENTORY_VARS = (

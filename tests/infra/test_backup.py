@@ -11,13 +11,11 @@ import os
 import re
 import secrets
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LAB_PASSWORD = ROOT / "inventory" / "example" / "lab-vault-password"
+from tests.playbook import run_playbook, said
+
 DUMP_NAME = re.compile(r"^speaqr-\d{8}T\d{6}Z\.sql\.gz$")
 
 
@@ -47,17 +45,7 @@ def restore(*extra: str) -> subprocess.CompletedProcess[str]:
     inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
     if not inventory:
         pytest.skip("runs playbooks/restore.yml against the host: only under molecule")
-    tool = Path(sys.executable).parent
-    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(LAB_PASSWORD), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [str(tool / "ansible-playbook"), "-i", inventory, str(ROOT / "playbooks" / "restore.yml"), *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
+    return run_playbook(inventory, "restore.yml", *extra)
 
 
 def test_the_dumps_are_scheduled_as_the_inventory_says(host, as_root, backup):
@@ -130,5 +118,4 @@ def test_a_dump_restored_after_the_tables_were_damaged_gives_back_the_same_rows(
 def test_restoring_a_dump_that_does_not_exist_fails_naming_the_variable(backup):
     run = restore("-e", "speaqr_backup_restore_file=speaqr-19990101T000000Z.sql.gz")
     assert run.returncode != 0, run.stdout[-2000:]
-    said = " ".join(run.stdout.split())  # the YAML callback folds long messages
-    assert "speaqr_backup_restore_file: no dump 'speaqr-19990101T000000Z.sql.gz'" in said, run.stdout[-3000:]
+    assert "speaqr_backup_restore_file: no dump 'speaqr-19990101T000000Z.sql.gz'" in said(run), run.stdout[-3000:]

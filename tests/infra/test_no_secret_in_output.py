@@ -13,16 +13,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-VAULT = ROOT / "inventory" / "example" / "group_vars" / "all" / "vault.yml"
-LAB_PASSWORD = ROOT / "inventory" / "example" / "lab-vault-password"
+from tests.playbook import lab_vault, run_playbook
+
 # Values this short would match by chance anywhere in a log (none of the lab's secrets is).
 MIN_SECRET_LENGTH = 8
 
@@ -42,13 +37,7 @@ def verbose_run(host, tmp_path_factory):
         pytest.skip("runs the site playbook in check mode: only under molecule")
     if os.environ.get("SPEAQR_VERBOSE_SECRET_CHECK") != "1":
         pytest.skip("the -vvv secret check runs in the scenario that sets SPEAQR_VERBOSE_SECRET_CHECK=1")
-    tool = Path(sys.executable).parent
-    vault = subprocess.run(
-        [str(tool / "ansible-vault"), "view", "--vault-password-file", str(LAB_PASSWORD), str(VAULT)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    vault = lab_vault()
     carrier_password = "Carrier-" + secrets.token_urlsafe(16)
     carriers = host.ansible("debug", "var=speaqr_asterisk_carriers", check=False)["speaqr_asterisk_carriers"]
     registering = {
@@ -61,28 +50,9 @@ def verbose_run(host, tmp_path_factory):
     extra = tmp_path_factory.mktemp("no-secret") / "extra.json"
     extra.touch(mode=0o600)
     extra.write_text(json.dumps({"speaqr_asterisk_carriers": [*carriers, registering]}))
-    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(LAB_PASSWORD), ANSIBLE_NOCOLOR="1")
-    p = subprocess.run(
-        [
-            str(tool / "ansible-playbook"),
-            "-i",
-            inventory,
-            str(ROOT / "playbooks" / "site.yml"),
-            "--check",
-            "--diff",
-            "-vvv",
-            "-e",
-            f"@{extra}",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+    p = run_playbook(inventory, "site.yml", "--check", "--diff", "-vvv", "-e", f"@{extra}", timeout=1800)
     extra.unlink()
-    found = [s for s in leaves(yaml.safe_load(vault)) if len(s) >= MIN_SECRET_LENGTH]
+    found = [s for s in leaves(vault) if len(s) >= MIN_SECRET_LENGTH]
     assert found, "no secret read from the lab vault"
     return p, found + [carrier_password]
 

@@ -22,13 +22,13 @@ def doctor(host, *args: str) -> tuple[int, dict[str, dict]]:
     return run.rc, {f["point"]: f for f in json.loads(run.stdout)}
 
 
-def doctor_until(host, point: str, status: str, *args: str) -> dict[str, dict]:
+def doctor_until(host, point: str, status: str, *args: str) -> tuple[int, dict[str, dict]]:
     """Run the doctor until ``point`` has ``status`` (faults and recoveries take effect within seconds)."""
     deadline = time.monotonic() + POLL_S
     while True:
-        _, found = doctor(host, *args)
+        rc, found = doctor(host, *args)
         if found.get(point, {}).get("status") == status or time.monotonic() > deadline:
-            return found
+            return rc, found
         time.sleep(1.0)
 
 
@@ -36,8 +36,7 @@ def test_a_served_appliance_is_ok_at_every_point(host, sip, alice, carrier, call
     held = sip.hold(alice, workdir=tmp_path)
     try:
         trunk = call_settings.trunk["name"]
-        doctor_until(host, f"carrier {trunk}", "ok", f"--user {alice}")
-        rc, found = doctor(host, f"--user {alice}")
+        rc, found = doctor_until(host, f"carrier {trunk}", "ok", f"--user {alice}")
     finally:
         held.stop()
     failing = {p: f["detail"] for p, f in found.items() if f["status"] != "ok"}
@@ -61,7 +60,7 @@ def test_a_served_appliance_is_ok_at_every_point(host, sip, alice, carrier, call
 
 def test_a_user_without_registration_is_named(host, alice):
     wait_until_unregistered(host, alice)
-    found = doctor_until(host, f"registration {alice}", "FAIL", f"--user {alice}")
+    _, found = doctor_until(host, f"registration {alice}", "FAIL", f"--user {alice}")
     assert found[f"registration {alice}"]["status"] == "FAIL"
     assert "not registered" in found[f"registration {alice}"]["detail"]
 
@@ -94,12 +93,12 @@ def test_a_stopped_service_is_named_and_ok_again_once_started(host, served_after
         pytest.skip(f"{unit} does not run in this inventory")
     host.check_output(f"systemctl stop {unit}")
     try:
-        found = doctor_until(host, point, "FAIL")
+        _, found = doctor_until(host, point, "FAIL")
         assert found[point]["status"] == "FAIL" and words in found[point]["detail"], found[point]
         assert found[point]["hint"]
     finally:
         host.check_output(f"systemctl start {unit}")
-    found = doctor_until(host, point, "ok")
+    _, found = doctor_until(host, point, "ok")
     assert found[point]["status"] == "ok", found[point]
     if unit != "speaqr-fake-speaqr":
         doctor_until(host, "ari-application", "ok")

@@ -6,51 +6,25 @@ alone; an unknown user is refused naming the variable."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.playbook import ROOT, lab_vault, run_playbook, said
+
 EXAMPLE = ROOT / "inventory" / "example"
-LAB_PASSWORD = EXAMPLE / "lab-vault-password"
 HOST = "speaqr-lab"
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name) or str(Path(sys.executable).parent / name)
-    if not Path(found).exists():
-        pytest.skip(f"{name} is not installed")
-    return found
 
 
 def onboard(out: Path, **extra) -> subprocess.CompletedProcess:
     settings = {"speaqr_onboarding_dir": str(out), **extra}
-    cmd = [tool("ansible-playbook"), "-i", str(EXAMPLE), str(ROOT / "playbooks" / "onboarding.yml")]
-    cmd += ["-e", json.dumps(settings), "--vault-password-file", str(LAB_PASSWORD)]
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return run_playbook(EXAMPLE, "onboarding.yml", "-e", json.dumps(settings), project_config=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def passwords() -> dict[str, str]:
-    vault = subprocess.run(
-        [
-            tool("ansible-vault"),
-            "view",
-            "--vault-password-file",
-            str(LAB_PASSWORD),
-            str(EXAMPLE / "group_vars/all/vault.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return yaml.safe_load(vault)["vault_speaqr_user_passwords"]
+    return lab_vault()["vault_speaqr_user_passwords"]
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +90,5 @@ def test_passwords_asked_for_go_only_into_the_pjsua_files_readable_by_the_owner(
 def test_an_unknown_or_disabled_user_is_refused_naming_the_variable(tmp_path):
     p = onboard(tmp_path, speaqr_onboarding_usernames=["alice", "carol", "mallory"])
     assert p.returncode != 0
-    said = " ".join(p.stdout.split())  # the YAML callback folds long messages
-    assert "speaqr_onboarding_usernames: carol, mallory is not a present, enabled user of speaqr_users" in said
+    assert "speaqr_onboarding_usernames: carol, mallory is not a present, enabled user of speaqr_users" in said(p)
     assert not (tmp_path / HOST).exists()

@@ -42,7 +42,7 @@ class Probes(Protocol):
     def firewall(self) -> str: ...  # nft list ruleset
     def user(self, username: str) -> UserRow | None: ...
     def users(self) -> list[tuple[str, bool]]: ...  # (username, enabled) of the users table
-    def app_database(self) -> None: ...  # the ARI application's account connects
+    def database_account(self, program: str) -> None: ...  # "agi" or "ari": its account connects
     def health(
         self,
     ) -> Health | None: ...  # /health/ready of the ARI application; None: not exposed
@@ -345,12 +345,12 @@ def fastagi(probes: Probes, settings: Settings) -> Finding:
 def database(probes: Probes) -> Finding:
     state = probes.unit_state("mariadb")
     problems = []
-    for who, probe in (
-        ("the AGI check's account", lambda: probes.users()),
-        ("the ARI application's account", probes.app_database),
+    for program, who in (
+        ("agi", "the AGI check's account"),
+        ("ari", "the ARI application's account"),
     ):
         try:
-            probe()
+            probes.database_account(program)
         except ProbeError as exc:
             problems.append(f"{who}: {exc}")
     if problems:

@@ -20,7 +20,7 @@ import socketio
 
 from speaqr_sip.config import AgiConfig, AriAppConfig, DatabaseConfig
 from speaqr_sip.doctor.checks import Certificate, Health, ProbeError
-from speaqr_sip.speaqr_wire import Wire
+from speaqr_sip.processors import speaqr as speaqr_processor
 from speaqr_sip.userdb import DatabaseUnavailable, UserDirectory
 from speaqr_sip.validation import UserRow
 
@@ -133,8 +133,8 @@ class SystemProbes:
         finally:
             conn.close()
 
-    def app_database(self) -> None:
-        conn = _connect(self._ari.database)
+    def database_account(self, program: str) -> None:
+        conn = _connect(self._agi.database if program == "agi" else self._ari.database)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")
@@ -170,20 +170,9 @@ class SystemProbes:
 
     async def _speaqr_connect(self) -> None:
         config = self._ari.speaqr
-        headers, auth = Wire.connect_credentials(config.api_key, config.auth_style)
         client = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
         try:
-            await asyncio.wait_for(
-                client.connect(
-                    config.url,
-                    headers=headers,
-                    auth=auth,
-                    transports=["websocket"],
-                    socketio_path=config.socketio_path,
-                    wait_timeout=max(1, int(config.connect_timeout)),
-                ),
-                timeout=config.connect_timeout + 1.0,
-            )
+            await speaqr_processor.connect(client, config)
         except (TimeoutError, socketio.exceptions.ConnectionError) as exc:
             raise ProbeError(f"{config.url} refused the connection: {exc or 'timeout'}") from exc
         finally:

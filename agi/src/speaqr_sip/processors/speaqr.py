@@ -27,6 +27,23 @@ UPLOAD_QUEUE_CHUNKS = 25
 CLOSE_TIMEOUT = 2.0
 
 
+async def connect(client: socketio.AsyncClient, config: SpeaqrConfig) -> None:
+    """Open ``client``'s Socket.IO connection to Speaqr with the configured key, within
+    connect_timeout; raises TimeoutError or socketio's ConnectionError (a refused key)."""
+    headers, auth = Wire.connect_credentials(config.api_key, config.auth_style)
+    await asyncio.wait_for(
+        client.connect(
+            config.url,
+            headers=headers,
+            auth=auth,
+            transports=["websocket"],
+            socketio_path=config.socketio_path,
+            wait_timeout=max(1, int(config.connect_timeout)),
+        ),
+        timeout=config.connect_timeout + 1.0,
+    )
+
+
 class SpeaqrProcessor(Processor):
     name = "speaqr"
 
@@ -67,21 +84,8 @@ class SpeaqrProcessor(Processor):
         )
         self._client = client
         self._register_handlers(client)
-        headers, auth = self._wire.connect_credentials(
-            self._config.api_key, self._config.auth_style
-        )
         try:
-            await asyncio.wait_for(
-                client.connect(
-                    self._config.url,
-                    headers=headers,
-                    auth=auth,
-                    transports=["websocket"],
-                    socketio_path=self._config.socketio_path,
-                    wait_timeout=max(1, int(self._config.connect_timeout)),
-                ),
-                timeout=self._config.connect_timeout + 1.0,
-            )
+            await connect(client, self._config)
         except (TimeoutError, socketio.exceptions.ConnectionError) as exc:
             await self._disconnect()
             raise ProcessorError(

@@ -1,0 +1,54 @@
+"""Run one of the project's playbooks from a test, as an operator runs it: the lab vault opened
+with its committed password, plain output (the YAML callback still folds long messages)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB_PASSWORD = ROOT / "inventory" / "example" / "lab-vault-password"
+
+
+def tool(name: str) -> str:
+    """An Ansible command of the running venv (skip the test where Ansible is not installed)."""
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+def run_playbook(
+    inventory: str | Path, playbook: str, *args: str, project_config: bool = False, timeout: float = 1200
+) -> subprocess.CompletedProcess[str]:
+    """``ansible-playbook -i inventory playbooks/<playbook> args``; ``project_config`` reads the
+    project's ansible.cfg (otherwise the caller's environment, e.g. molecule's, decides)."""
+    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=str(LAB_PASSWORD), ANSIBLE_NOCOLOR="1")
+    if project_config:
+        env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    cmd = [tool("ansible-playbook"), "-i", str(inventory), str(ROOT / "playbooks" / playbook), *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def said(run: subprocess.CompletedProcess[str]) -> str:
+    """The run's output with the YAML callback's line folding undone."""
+    return " ".join(run.stdout.split())
+
+
+def lab_vault() -> dict:
+    """The example inventory's vault, opened with the lab password."""
+    import yaml
+
+    vault = ROOT / "inventory" / "example" / "group_vars" / "all" / "vault.yml"
+    shown = subprocess.run(
+        [tool("ansible-vault"), "view", "--vault-password-file", str(LAB_PASSWORD), str(vault)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return yaml.safe_load(shown)
