@@ -31,5 +31,10 @@ unit:
 	cd agi && pytest -q
 	pytest -q tests/unit
 
+# Each scenario's verify writes a JUnit report; after a failure its failed tests are printed last.
 molecule:
-	set -e; for s in $(SCENARIOS); do molecule test -s $$s; done
+	rm -rf .test-reports; mkdir -p .test-reports
+	set -e; for s in $(SCENARIOS); do \
+	  PYTEST_ADDOPTS="--junitxml=$(CURDIR)/.test-reports/$$s.xml" molecule test -s $$s \
+	    || { python3 scripts/ci/failed_tests.py .test-reports/$$s.xml; exit 1; }; \
+	done
