@@ -4,6 +4,7 @@ with its committed password, plain output (the YAML callback still folds long me
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,9 +36,13 @@ def run_playbook(
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def said(run: subprocess.CompletedProcess[str]) -> str:
-    """The run's output with the YAML callback's line folding undone."""
-    return " ".join(run.stdout.split())
+    """Everything the run printed, failures included (a callback may print them on stderr),
+    without colours and with the YAML callback's line folding undone."""
+    return " ".join(ANSI_ESCAPE.sub("", run.stdout + "\n" + run.stderr).split())
 
 
 def lab_vault() -> dict:

@@ -18,8 +18,11 @@ def failures(report: str) -> list[str]:
                 continue
             name = f"{case.get('classname', '')}::{case.get('name', '')}"
             lines.append(f"{problem.tag.upper()} {name} ({case.get('time', '?')} s)")
-            message = (problem.get("message") or problem.text or "").strip().splitlines()
-            lines.extend(f"    {line[:160]}" for line in message[:MESSAGE_LINES])
+            message = [m for m in (problem.get("message") or "").splitlines() if m.strip()][:1]
+            # The end of the traceback holds pytest's explanation of the assert and its line.
+            trace = [t for t in (problem.text or "").splitlines() if t.strip()]
+            shown = message + trace[len(message) - MESSAGE_LINES :]
+            lines.extend(f"    {line.strip()[:160]}" for line in shown)
     return lines
 
 
