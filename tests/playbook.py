@@ -3,6 +3,7 @@ with its committed password, plain output (the YAML callback still folds long me
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -57,3 +58,15 @@ def lab_vault() -> dict:
         check=True,
     ).stdout
     return yaml.safe_load(shown)
+
+
+def run_role_cases(playbook: Path, extra: dict, workdir: Path, timeout: float = 600) -> tuple[dict, str]:
+    """Run a tests/unit/ansible case playbook on the controller (the roles' checks, no target)
+    with ``extra`` plus ``out``; returns the per-case results it wrote and everything it printed."""
+    out = workdir / "results.json"
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
+    settings = {**extra, "out": str(out), "ansible_python_interpreter": sys.executable}
+    cmd = [tool("ansible-playbook"), "-i", "localhost,", str(playbook), "-e", json.dumps(settings)]
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    assert out.exists(), p.stdout[-4000:] + p.stderr[-2000:]
+    return json.loads(out.read_text()), p.stdout + p.stderr

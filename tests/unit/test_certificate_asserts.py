@@ -6,11 +6,6 @@ with ansible-playbook on the controller (tests/unit/ansible/certificate_cases.ym
 from __future__ import annotations
 
 import datetime
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.playbook import run_role_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "tests" / "unit" / "ansible" / "certificate_cases.yml"
@@ -50,9 +47,6 @@ def certificate_pem(key: ec.EllipticCurvePrivateKey, valid_from: datetime.dateti
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict:
-    playbook = shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
-    if not Path(playbook).exists():
-        pytest.skip("ansible-playbook is not installed")
     tmp = tmp_path_factory.mktemp("certificate-asserts")
     key, other_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     valid = certificate_pem(key, NOW - DAY, NOW + 90 * DAY)
@@ -79,20 +73,8 @@ def outcomes(tmp_path_factory) -> dict:
             "private_key_src": str(tmp / "other-key.pem"),
         },
     ]
-    out = tmp / "results.json"
-    extra = {"cases": cases, "out": str(out), "ansible_python_interpreter": sys.executable}
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
-    p = subprocess.run(
-        [playbook, "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(extra)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert out.exists(), p.stdout[-4000:] + p.stderr[-2000:]
-    return {"results": json.loads(out.read_text()), "output": p.stdout}
+    results, output = run_role_cases(PLAYBOOK, {"cases": cases}, tmp)
+    return {"results": results, "output": output}
 
 
 @pytest.mark.parametrize("case", ["valid-text", "valid-files"])
