@@ -5,14 +5,11 @@ stops at the first file it would write (no Asterisk here)."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.playbook import run_role_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "tests" / "unit" / "ansible" / "carrier_cases.yml"
@@ -55,27 +52,8 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict:
-    playbook = shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
-    if not Path(playbook).exists():
-        pytest.skip("ansible-playbook is not installed")
-    out = tmp_path_factory.mktemp("carrier-asserts") / "results.json"
-    extra = {
-        "cases": [{"name": n, "carriers": c} for n, c in CASES.items()],
-        "out": str(out),
-        "ansible_python_interpreter": sys.executable,
-    }
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
-    p = subprocess.run(
-        [playbook, "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(extra)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert out.exists(), p.stdout[-4000:] + p.stderr[-2000:]
-    return json.loads(out.read_text())
+    extra = {"cases": [{"name": n, "carriers": c} for n, c in CASES.items()]}
+    return run_role_cases(PLAYBOOK, extra, tmp_path_factory.mktemp("carrier-asserts"))[0]
 
 
 @pytest.mark.parametrize("case", ["valid-udp", "valid-tls-registration"])

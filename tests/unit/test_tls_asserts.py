@@ -5,15 +5,12 @@ controller (tests/unit/ansible/tls_cases.yml)."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.playbook import run_role_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = ROOT / "tests" / "unit" / "ansible" / "tls_cases.yml"
@@ -54,29 +51,11 @@ NAT_CASES = {
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict:
-    playbook = shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
-    if not Path(playbook).exists():
-        pytest.skip("ansible-playbook is not installed")
-    tmp = tmp_path_factory.mktemp("tls-asserts")
-    out = tmp / "results.json"
     extra = {
         "cases": [{"name": n, "method": m, "ciphers": c} for n, (m, c) in CASES.items()]
-        + [{"name": n, "method": "sslv23", "ciphers": MOZILLA_INTERMEDIATE, **v} for n, v in NAT_CASES.items()],
-        "out": str(out),
-        "ansible_python_interpreter": sys.executable,
+        + [{"name": n, "method": "sslv23", "ciphers": MOZILLA_INTERMEDIATE, **v} for n, v in NAT_CASES.items()]
     }
-    env = dict(os.environ, ANSIBLE_ROLES_PATH=str(ROOT / "roles"), ANSIBLE_NOCOLOR="1")
-    p = subprocess.run(
-        [playbook, "-i", "localhost,", str(PLAYBOOK), "-e", json.dumps(extra)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert out.exists(), p.stdout[-4000:] + p.stderr[-2000:]
-    return json.loads(out.read_text())
+    return run_role_cases(PLAYBOOK, extra, tmp_path_factory.mktemp("tls-asserts"))[0]
 
 
 def test_the_default_policy_is_mozilla_intermediate_over_tls_1_2_and_1_3():
