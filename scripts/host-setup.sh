@@ -9,6 +9,7 @@ host_packages=(
   debootstrap systemd-container slirp4netns qemu-system-x86 qemu-utils e2fsprogs  # test targets
   iproute2 nftables socat openssh-client openssl                                 # namespaces, SSH
   coturn                                                                          # lab STUN server
+  pebble                                                                          # lab ACME server
   kamailio kamailio-tls-modules                                                   # lab carrier's edge
   espeak-ng sox                                                                   # test audio
 )

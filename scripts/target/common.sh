@@ -42,6 +42,7 @@ stop_pid_file() {
 #     client hosts speaqr-NAME-client1..N at .11, .12, ...; a masquerading NAT router
 #     speaqr-NAME-nat at .20; a STUN server (coturn, STUN only) speaqr-NAME-stun at .30; the
 #     stand-in carrier's host speaqr-NAME-carrier at .40 (tests/carrier runs there).
+#     a local ACME server (Pebble, with pebble-challtestsrv as its DNS) speaqr-NAME-acme at .50.
 #   behind the NAT router: 192.168.100.0/24 (router .1), client host speaqr-NAME-natclient at .10.
 # Client packets reach the appliance on a real interface with their own (or their NAT's) source
 # address, not on lo, so its firewall, bans and NAT handling see them as hosts on the internet.
@@ -52,7 +53,7 @@ client_netns_name() { printf 'speaqr-%s-client%s' "$1" "$2"; }
 lab_netns_names() {
   local k
   for k in $(seq "$SPEAQR_CLIENT_HOSTS"); do client_netns_name "$1" "$k"; echo; done
-  printf 'speaqr-%s-%s\n' "$1" nat "$1" natclient "$1" stun "$1" carrier
+  printf 'speaqr-%s-%s\n' "$1" nat "$1" natclient "$1" stun "$1" carrier "$1" acme
 }
 
 # A host on the public segment: namespace $2 with eth0 at $3 on brclients of router namespace $1.
@@ -67,9 +68,10 @@ add_public_host() {
   ip -n "$ns" link set eth0 up
 }
 
-# $1 NAME, $2 the router namespace, $3 the target's network the public hosts route to through it.
+# $1 NAME, $2 the router namespace, $3 the target's network the public hosts route to through it,
+# $4 the target's public address (what the ACME server's DNS answers for every name).
 attach_lab_networks() {
-  local name=$1 router=$2 target_net=$3 k cns nat natclient stun state
+  local name=$1 router=$2 target_net=$3 public_address=$4 k cns nat natclient stun state
   ip -n "$router" link add brclients type bridge
   ip -n "$router" addr add 198.51.100.1/24 dev brclients
   ip -n "$router" link set brclients up
@@ -114,10 +116,48 @@ NFT
     --no-cli --no-tls --no-dtls --no-auth --no-stdout-log --simple-log --log-file "$state/stun.log" \
     --userdb "$state/stun.db" --pidfile "$state/stun-server.pid" >/dev/null 2>&1 < /dev/null &
   echo $! > "$state/stun.pid"
+
+  attach_acme_server "$name" "$router" "$target_net" "$public_address"
+}
+
+# An ACME CA on the public segment, as Let's Encrypt is on the internet: Pebble at
+# https://198.51.100.50:14000/dir (its HTTPS certificate from a CA made here, acme-server-ca.crt in
+# the state directory, which the appliance is told to trust), validating HTTP-01 challenges
+# against the names' address; pebble-challtestsrv is its DNS and answers $4 for every name.
+# PEBBLE_AUTHZREUSE=0: every order, renewals too, is validated again through the firewall.
+attach_acme_server() {
+  local name=$1 router=$2 target_net=$3 public_address=$4 acme="speaqr-$1-acme" state
+  state=$(state_dir "$name")
+  add_public_host "$router" "$acme" 198.51.100.50 vacme
+  ip -n "$acme" route add "$target_net" via 198.51.100.1
+  if [ ! -s "$state/acme-server.crt" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=speaqr lab ACME server CA" \
+      -keyout "$state/acme-server-ca.key" -out "$state/acme-server-ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=acme.lab" -keyout "$state/acme-server.key" \
+      -out "$state/acme-server.csr" 2>/dev/null
+    openssl x509 -req -in "$state/acme-server.csr" -CA "$state/acme-server-ca.crt" \
+      -CAkey "$state/acme-server-ca.key" -CAcreateserial -days 30 -out "$state/acme-server.crt" \
+      -extfile <(printf 'subjectAltName=IP:198.51.100.50,DNS:acme.lab\nextendedKeyUsage=serverAuth\n') 2>/dev/null
+  fi
+  cat > "$state/pebble.json" <<JSON
+{"pebble": {"listenAddress": "198.51.100.50:14000", "managementListenAddress": "198.51.100.50:15000",
+  "certificate": "$state/acme-server.crt", "privateKey": "$state/acme-server.key",
+  "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
+JSON
+  setsid ip netns exec "$acme" pebble-challtestsrv -defaultIPv4 "$public_address" -defaultIPv6 "" \
+    -dns01 198.51.100.50:8053 -http01 "" -https01 "" -tlsalpn01 "" -doh "" -management 198.51.100.50:8055 \
+    >"$state/acme-dns.log" 2>&1 < /dev/null &
+  echo $! > "$state/acme-dns.pid"
+  PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
+    setsid ip netns exec "$acme" pebble -config "$state/pebble.json" -dnsserver 198.51.100.50:8053 \
+    >"$state/acme.log" 2>&1 < /dev/null &
+  echo $! > "$state/acme.pid"
 }
 
 detach_lab_networks() {
   local name=$1 ns
   stop_pid_file "$(state_dir "$name")/stun.pid" TERM 5
+  stop_pid_file "$(state_dir "$name")/acme.pid" TERM 5
+  stop_pid_file "$(state_dir "$name")/acme-dns.pid" TERM 5
   for ns in $(lab_netns_names "$name"); do ip netns del "$ns" 2>/dev/null || true; done
 }

@@ -43,7 +43,7 @@ ip -n "$router" link set lan0 up
 in_netns "$router" sysctl -q -w net.ipv4.ip_forward=1
 ip -n "$ns" route add "$LAB_PUBLIC_NET" via 172.30.0.1
 ip -n "$ns" route add unreachable "$LAB_NAT_LAN"
-attach_lab_networks "$name" "$router" "$public_address/32"
+attach_lab_networks "$name" "$router" "$public_address/32" "$public_address"
 ip -n "$router" addr add "$public_address/24" dev brclients
 in_netns "$router" nft -f - <<NFT
 table ip speaqr_lab_one_to_one_nat {

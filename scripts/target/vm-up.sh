@@ -41,7 +41,7 @@ ip -n "$ns" tuntap add dev vmtap mode tap
 ip -n "$ns" addr add 192.168.77.1/24 dev vmtap
 ip -n "$ns" link set vmtap up
 in_netns "$ns" sysctl -q -w net.ipv4.ip_forward=1
-attach_lab_networks "$name" "$ns" 192.168.77.0/24
+attach_lab_networks "$name" "$ns" 192.168.77.0/24 "$address"
 in_netns "$ns" nft -f - <<NFT
 table ip speaqr_lab_nat {
   chain postrouting {
