@@ -52,7 +52,7 @@ def renew(host, inventory: str) -> float:
     started = time.monotonic()
     run = run_playbook(inventory, "certificates.yml")
     assert run.returncode == 0, f"certificates.yml failed:\n{run.stdout[-4000:]}\n{run.stderr[-2000:]}"
-    assert "Reload the TLS listener of the running Asterisk" in said(run), run.stdout[-4000:]
+    assert "Apply the new certificate to the running Asterisk" in said(run), run.stdout[-4000:]
     return time.monotonic() - started
 
 

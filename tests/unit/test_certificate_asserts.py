@@ -1,6 +1,8 @@
 """speaqr_tls in provided mode refuses, before installing anything, a certificate that is expired
 or not yet valid and a private key that is not the certificate's, naming the variable; a valid
-certificate with its key passes, given as text or as controller files. Runs the role's checks
+certificate with its key passes, given as text or as controller files. In acme mode it refuses
+settings certbot could not use (no https directory, no contact, no or bad names, no renewal
+window), naming them. Runs the role's checks
 with ansible-playbook on the controller (tests/unit/ansible/certificate_cases.yml)."""
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ def outcomes(tmp_path_factory) -> dict:
             "certificate_src": str(tmp / "fullchain.pem"),
             "private_key_src": str(tmp / "other-key.pem"),
         },
+        {"name": "acme-valid", "mode": "acme"},
+        {"name": "acme-plain-http-directory", "mode": "acme", "acme_directory": "http://acme.example.com/directory"},
+        {"name": "acme-no-email", "mode": "acme", "acme_email": ""},
+        {"name": "acme-no-domains", "mode": "acme", "acme_domains": []},
+        {"name": "acme-bad-domain", "mode": "acme", "acme_domains": ["sip.example.com", "two words"]},
+        {"name": "acme-no-renewal-window", "mode": "acme", "acme_renew_before_days": 0},
     ]
     results, output = run_role_cases(PLAYBOOK, {"cases": cases}, tmp)
     return {"results": results, "output": output}
@@ -103,3 +111,23 @@ def test_a_key_that_is_not_the_certificates_is_refused_naming_the_variable(outco
 
 def test_no_private_key_reaches_the_output(outcomes):
     assert "PRIVATE KEY" not in outcomes["output"]
+
+
+def test_usable_acme_settings_pass(outcomes):
+    assert outcomes["results"]["acme-valid"]["task"] == "none", outcomes["results"]["acme-valid"]
+
+
+@pytest.mark.parametrize(
+    ("case", "shown"),
+    [
+        ("acme-plain-http-directory", '(got "http://acme.example.com/directory")'),
+        ("acme-no-email", 'speaqr_tls_acme_email a contact address (got "")'),
+        ("acme-no-domains", "(got [])"),
+        ("acme-bad-domain", '"two words"'),
+        ("acme-no-renewal-window", "a number of days >= 1 (got 0)"),
+    ],
+)
+def test_unusable_acme_settings_are_refused_showing_the_value(outcomes, case, shown):
+    got = outcomes["results"][case]
+    assert got["task"] == "Check the ACME settings", got
+    assert got["msg"].startswith('speaqr_tls_mode is "acme"') and shown in got["msg"], got
