@@ -97,7 +97,7 @@ def test_an_acme_certificate_is_obtained_served_and_renewed_by_certbot_while_a_c
         assert not firewall_opens_port_80(target), "port 80 was left open after the challenge"
         assert host.service("certbot.timer").is_running, "nothing renews the certificate"
         again = certificates(*acme_settings())
-        assert "changed=0" in said(again), f"a rerun with a valid certificate changed something:\n{again.stdout[-3000:]}"
+        assert "changed=0" in said(again), f"a rerun with a valid certificate changed:\n{again.stdout[-3000:]}"
 
         sip = SipClient(acme_target)
         held = sip.hold(alice, "loopback", "--play", str(audio_files["tone"]), workdir=tmp_path)
