@@ -130,22 +130,22 @@ attach_acme_server() {
   state=$(state_dir "$name")
   add_public_host "$router" "$acme" 198.51.100.50 vacme
   ip -n "$acme" route add "$target_net" via 198.51.100.1
-  if [ ! -s "$state/acme-server.crt" ]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=speaqr lab ACME server CA" \
-      -keyout "$state/acme-server-ca.key" -out "$state/acme-server-ca.crt" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=acme.lab" -keyout "$state/acme-server.key" \
-      -out "$state/acme-server.csr" 2>/dev/null
-    openssl x509 -req -in "$state/acme-server.csr" -CA "$state/acme-server-ca.crt" \
-      -CAkey "$state/acme-server-ca.key" -CAcreateserial -days 30 -out "$state/acme-server.crt" \
-      -extfile <(printf 'subjectAltName=IP:198.51.100.50,DNS:acme.lab\nextendedKeyUsage=serverAuth\n') 2>/dev/null
-  fi
+  # The extensions that strict verification (Python 3.13's default) requires of a CA and a leaf.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=speaqr lab ACME server CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -keyout "$state/acme-server-ca.key" -out "$state/acme-server-ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=acme.lab" -keyout "$state/acme-server.key" \
+    -out "$state/acme-server.csr" 2>/dev/null
+  openssl x509 -req -in "$state/acme-server.csr" -CA "$state/acme-server-ca.crt" \
+    -CAkey "$state/acme-server-ca.key" -CAcreateserial -days 30 -out "$state/acme-server.crt" \
+    -extfile <(printf 'subjectAltName=IP:198.51.100.50,DNS:acme.lab\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nauthorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n') 2>/dev/null
   cat > "$state/pebble.json" <<JSON
 {"pebble": {"listenAddress": "198.51.100.50:14000", "managementListenAddress": "198.51.100.50:15000",
   "certificate": "$state/acme-server.crt", "privateKey": "$state/acme-server.key",
   "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false}}
 JSON
   setsid ip netns exec "$acme" pebble-challtestsrv -defaultIPv4 "$public_address" -defaultIPv6 "" \
-    -dns01 198.51.100.50:8053 -http01 "" -https01 "" -tlsalpn01 "" -doh "" -management 198.51.100.50:8055 \
+    -dns01 198.51.100.50:8053 -http01 "" -https01 "" -tlsalpn01 "" -management 198.51.100.50:8055 \
     >"$state/acme-dns.log" 2>&1 < /dev/null &
   echo $! > "$state/acme-dns.pid"
   PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
