@@ -30,6 +30,7 @@ from tests.sip.test_certificate_renewal import HOLD_BEFORE_S, served_certificate
 ACME_SERVER = "198.51.100.50"
 LINEAGE_SETTINGS = "/etc/letsencrypt/renewal/speaqr-sip.conf"
 HOOK_RULE_COMMENT = "speaqr-acme-http01"
+CERTBOT_SERVER_CA_SETTING = "/etc/systemd/system/certbot.service.d/speaqr-acme-server-ca.conf"
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("MOLECULE_INVENTORY_FILE") and os.environ.get("SPEAQR_ACME_NETNS")),
@@ -76,6 +77,7 @@ def back_to_lab_certificate(host, target: Target) -> None:
         host.check_output(f"rm -f {shlex.quote(_templated(host, 'speaqr_tls_certificate_path'))}")
     certificates()
     assert not host.file(LINEAGE_SETTINGS).exists, "certbot still has the lineage and would renew it"
+    assert not host.file(CERTBOT_SERVER_CA_SETTING).exists, "certbot's service still trusts the lab's ACME CA"
 
 
 def test_an_acme_certificate_is_obtained_served_and_renewed_by_certbot_while_a_call_keeps_its_audio(
